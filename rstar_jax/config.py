@@ -1,0 +1,259 @@
+"""The typed configuration tree of an rstar_jax run.
+
+Configs are slotted dataclasses (a misspelt attribute cannot be set) built by `configs/*.py:get_config()` and
+overridden on the command line through ml_collections `config_flags` (`--config.search.rollouts=16`). Field
+constraints live next to each field as metadata; `validate(cfg)` checks every field's type and range after the
+overrides and raises `ConfigError` naming the key, the value and what is allowed. The config is read-only after
+validation: library code never mutates it.
+
+Sections: `data` (problem files, benchmarks), `toy` (the embedded toy domain), `search` (MCTS), `execution` (the
+code executor), `grading` (answer checking), plus run-level fields (seed, workdir, rounds).
+"""
+
+import dataclasses
+import enum
+import math
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ExecutionConfig",
+    "GradingConfig",
+    "RunConfig",
+    "SearchConfig",
+    "ToyBand",
+    "ToyConfig",
+    "UnvisitedRule",
+    "to_dict",
+    "validate",
+]
+
+
+class ConfigError(ValueError):
+    """A config value is missing, misspelt, of the wrong type or out of range."""
+
+
+class UnvisitedRule(enum.StrEnum):
+    """UCT score of an unvisited child: `zero` (reference rStar, default) or `inf` (classic UCT)."""
+
+    ZERO = "zero"
+    INF = "inf"
+
+
+class ToyBand(enum.StrEnum):
+    """Difficulty bands of the toy domain, mirroring the paper's GSM / MATH / Olympiad split."""
+
+    GSM = "gsm"
+    MATH = "math"
+    OLYMPIAD = "olympiad"
+
+
+def _field(
+    default: Any, doc: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None
+):
+    """A dataclass field with a docstring and optional numeric bounds (checked by `validate`)."""
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le}
+    if isinstance(default, list | dict | set):
+        raise TypeError("mutable config defaults are not allowed; use a tuple")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _section(cls: type) -> Any:
+    return dataclasses.field(default_factory=cls, metadata={"doc": cls.__doc__.splitlines()[0]})
+
+
+@dataclasses.dataclass(slots=True)
+class DataConfig:
+    """Problem files and benchmarks."""
+
+    benchmark_dir: str = _field(
+        "", "directory of the nine benchmark files; '' = $RSTAR_BENCHMARK_DIR or ../shared/data/benchmarks"
+    )
+    train_file: str = _field(
+        "", "problems to search on (JSON list, {'example': [...]}, JSONL); '' = toy domain"
+    )
+    eval_benchmarks: tuple[str, ...] = _field(
+        (), "benchmark names to load and evaluate on, e.g. ('math500',)"
+    )
+    skip_bad_records: bool = _field(
+        False, "skip malformed problem records (reported and counted) instead of failing"
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class ToyConfig:
+    """The embedded toy domain: seeded multi-step arithmetic word problems."""
+
+    seed: int = _field(0, "generator seed; train and test splits are disjoint for any seed")
+    train_per_band: int = _field(200, "training problems per difficulty band", ge=1)
+    test_per_band: int = _field(50, "held-out test problems per difficulty band", ge=1)
+    bands: tuple[ToyBand, ...] = _field(tuple(ToyBand), "difficulty bands to generate")
+
+
+@dataclasses.dataclass(slots=True)
+class SearchConfig:
+    """Monte Carlo tree search (rstar_reference.md Part A)."""
+
+    rollouts: int = _field(8, "MCTS rollouts per problem (paper: 8 in round 1, 16 after)", ge=1)
+    samples_per_expansion: int = _field(8, "candidate steps sampled per expanded node (n)", ge=1)
+    c_puct: float = _field(2.0, "UCT exploration constant c", gt=0.0)
+    max_depth: int = _field(16, "maximum steps per trajectory", ge=1)
+    unvisited: UnvisitedRule = _field(UnvisitedRule.ZERO, "UCT score of unvisited children")
+    first_answer_only: bool = _field(
+        True, "keep only the first answer among an expansion's samples (reference)"
+    )
+    backup_dead_ends: bool = _field(
+        False, "back up -1 from code-error / too-deep nodes (reference: local only)"
+    )
+    errors_threshold: int = _field(1, "consecutive code errors that make a node terminal", ge=1)
+    temperature: float = _field(1.0, "sampling temperature for candidate steps", ge=0.0)
+    max_step_tokens: int = _field(256, "token limit of one generated step", ge=1)
+    batch_problems: int = _field(64, "problems searched in lock-step", ge=1)
+
+
+@dataclasses.dataclass(slots=True)
+class ExecutionConfig:
+    """The sandboxed executor that runs model-written code."""
+
+    timeout_s: float = _field(10.0, "wall-clock limit per program in seconds", gt=0.0)
+    memory_mb: int = _field(1024, "address-space limit per program in MiB", ge=64)
+    max_output_chars: int = _field(1024, "output kept per program (head and tail)", ge=16)
+    workers: int = _field(0, "parallel worker processes; 0 = one per CPU core", ge=0)
+    round_floats: bool = _field(False, "round printed floats to 4 decimals as the reference does")
+
+
+@dataclasses.dataclass(slots=True)
+class GradingConfig:
+    """Answer extraction and equivalence checking."""
+
+    timeout_s: float = _field(5.0, "hard limit per equivalence check; a timeout counts as not equal", gt=0.0)
+    percent_as_fraction: bool = _field(True, "treat '50%' as equal to 0.5")
+
+
+@dataclasses.dataclass(slots=True)
+class RunConfig:
+    """One rstar_jax run: what `python -m launch.evolve --config=...` executes."""
+
+    seed: int = _field(0, "base seed; every problem derives its own seed from it")
+    workdir: str = _field("workdir/tiny", "run directory (created; reruns resume from it)")
+    first_round: int = _field(1, "first self-evolution round to run", ge=1, le=4)
+    last_round: int = _field(1, "last self-evolution round to run", ge=1, le=4)
+    progress_bars: bool = _field(True, "show progress bars (rate and ETA) on long loops")
+    data: DataConfig = _section(DataConfig)
+    toy: ToyConfig = _section(ToyConfig)
+    search: SearchConfig = _section(SearchConfig)
+    execution: ExecutionConfig = _section(ExecutionConfig)
+    grading: GradingConfig = _section(GradingConfig)
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether `value` is an instance of a config annotation (int, float, str, bool, enum, tuple[X, ...], X | None)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if origin is tuple:
+        (item, _ellipsis) = typing.get_args(annotation)
+        return isinstance(value, tuple) and all(_type_ok(v, item) for v in value)
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _describe_type(annotation: Any) -> str:
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in annotation)
+    if typing.get_origin(annotation) is tuple:
+        return f"a tuple of {_describe_type(typing.get_args(annotation)[0])}"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _coerce_enums(value: Any, annotation: Any) -> Any:
+    """Config files may give enum fields as plain strings; turn them into members (or leave them for the error)."""
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum) and isinstance(value, str):
+        try:
+            return annotation(value)
+        except ValueError:
+            return value
+    if typing.get_origin(annotation) is tuple and isinstance(value, tuple | list):
+        item = typing.get_args(annotation)[0]
+        return tuple(_coerce_enums(v, item) for v in value)
+    return value
+
+
+def _validate_section(section: Any, prefix: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        key = f"{prefix}.{f.name}"
+        annotation = hints[f.name]
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(annotation):
+            if not isinstance(value, annotation):
+                raise ConfigError(f"{key} must be a {annotation.__name__} section, got {value!r}")
+            _validate_section(value, key)
+            continue
+        value = _coerce_enums(value, annotation)
+        setattr(section, f.name, value)
+        if not _type_ok(value, annotation):
+            raise ConfigError(f"{key} = {value!r}: expected {_describe_type(annotation)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} = {value!r}: must be finite")
+        bounds = f.metadata
+        if bounds.get("ge") is not None and value < bounds["ge"]:
+            raise ConfigError(f"{key} = {value!r}: must be >= {bounds['ge']}")
+        if bounds.get("gt") is not None and value <= bounds["gt"]:
+            raise ConfigError(f"{key} = {value!r}: must be > {bounds['gt']}")
+        if bounds.get("le") is not None and value > bounds["le"]:
+            raise ConfigError(f"{key} = {value!r}: must be <= {bounds['le']}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Checks every field of `cfg` (types, ranges, cross-field rules); raises `ConfigError` naming the key.
+
+    Enum fields given as strings in a config file are converted to their members. Returns `cfg`.
+    """
+    if not isinstance(cfg, RunConfig):
+        raise ConfigError(f"get_config() must return a RunConfig, got {type(cfg).__name__}")
+    _validate_section(cfg, "config")
+    if cfg.last_round < cfg.first_round:
+        raise ConfigError(
+            f"config.last_round = {cfg.last_round} is before config.first_round = {cfg.first_round}"
+        )
+    if len(set(cfg.toy.bands)) != len(cfg.toy.bands) or not cfg.toy.bands:
+        raise ConfigError(f"config.toy.bands = {cfg.toy.bands!r}: must be non-empty without repeats")
+    _validate_benchmarks(cfg.data.eval_benchmarks)
+    return cfg
+
+
+def _validate_benchmarks(names: tuple[str, ...]) -> None:
+    from rstar_jax.data import BENCHMARK_FILES  # local import: the data package is heavier than this module
+
+    for name in names:
+        if name not in BENCHMARK_FILES:
+            raise ConfigError(
+                f"config.data.eval_benchmarks: unknown benchmark {name!r}; allowed: {', '.join(BENCHMARK_FILES)}"
+            )
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain JSON-serialisable data (enums as their values, tuples as lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(cfg)

@@ -1,0 +1,137 @@
+"""What `launch.evolve` runs: the stages of a run, in order, each resumable from the workdir.
+
+Stages that exist so far:
+1. `problems`: the training and held-out problems (the toy domain from `config.toy`, or `config.data.train_file`)
+   written to `<workdir>/problems/{train,test}.jsonl` with a manifest (inputs, counts, checksums). A rerun with
+   the same inputs reuses them; a rerun with different inputs is refused, naming what changed.
+2. `benchmarks`: the `config.data.eval_benchmarks` loaded and checked (counts, duplicate questions).
+3. `verify`: on the toy domain, every problem's intended computation is written as rStar code steps, executed
+   in the sandboxed executor and graded against the gold answer: an end-to-end check of data, executor and
+   grader before any model time is spent.
+A summary goes to `<workdir>/report.json`.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from absl import logging
+
+from rstar_jax import data, toy
+from rstar_jax.config import RunConfig, to_dict
+from rstar_jax.data import Problem
+from rstar_jax.workdir import RunDir, file_sha256, setup_logging, write_json
+
+__all__ = ["StageRefused", "prepare_problems", "run"]
+
+
+class StageRefused(RuntimeError):
+    """A finished stage's inputs differ from the current config; use a new workdir instead of mixing runs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    train: list[Problem]
+    test: list[Problem]
+
+
+def _problem_inputs(cfg: RunConfig) -> dict[str, Any]:
+    if cfg.data.train_file:
+        path = Path(cfg.data.train_file).expanduser().resolve()
+        return {
+            "source": "file",
+            "train_file": str(path),
+            "sha256": file_sha256(path) if path.is_file() else None,
+            "skip_bad_records": cfg.data.skip_bad_records,
+        }
+    return {"source": "toy", "toy": to_dict(cfg.toy)}
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _diff(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else k)]
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def prepare_problems(cfg: RunConfig, run_dir: RunDir) -> Splits:
+    """Stage 1: writes (or reuses) `problems/{train,test}.jsonl`; the manifest is written last, as commit marker."""
+    manifest_path = run_dir.problems / "manifest.json"
+    inputs = _problem_inputs(cfg)
+    paths = {"train": run_dir.problems / "train.jsonl", "test": run_dir.problems / "test.jsonl"}
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        changed = _diff(manifest["inputs"], inputs)
+        if changed:
+            raise StageRefused(
+                f"{manifest_path} was made from other inputs ({'; '.join(changed)}); use a new config.workdir"
+            )
+        intact = all(
+            p.exists() and file_sha256(p) == manifest["files"][k]["sha256"] for k, p in paths.items()
+        )
+        if intact:
+            logging.info("problems: reusing %s (%s)", run_dir.problems, manifest["counts"])
+            return Splits(**{k: list(data.load_problems(p).problems) for k, p in paths.items()})
+        logging.warning(
+            "problems: files under %s do not match their manifest; regenerating", run_dir.problems
+        )
+    if inputs["source"] == "toy":
+        splits = toy.generate_toy_splits(
+            train_per_band=cfg.toy.train_per_band,
+            test_per_band=cfg.toy.test_per_band,
+            seed=cfg.toy.seed,
+            bands=tuple(b.value for b in cfg.toy.bands),
+        )
+        result = Splits(train=list(splits["train"]), test=list(splits["test"]))
+    else:
+        loaded = data.load_problems(cfg.data.train_file, skip_bad=cfg.data.skip_bad_records)
+        result = Splits(train=list(loaded.problems), test=[])
+    for k, p in paths.items():
+        data.write_problems(p, getattr(result, k))
+    write_json(
+        manifest_path,
+        {
+            "inputs": inputs,
+            "counts": {k: len(getattr(result, k)) for k in paths},
+            "files": {k: {"path": p.name, "sha256": file_sha256(p)} for k, p in paths.items()},
+        },
+    )
+    logging.info(
+        "problems: wrote %d train and %d test problems to %s",
+        len(result.train),
+        len(result.test),
+        run_dir.problems,
+    )
+    return result
+
+
+def check_benchmarks(cfg: RunConfig) -> dict[str, dict[str, int]]:
+    """Stage 2: loads each configured benchmark; returns record and duplicate counts per name."""
+    summary = {}
+    for name in cfg.data.eval_benchmarks:
+        loaded = data.load_benchmark(name, cfg.data.benchmark_dir or None)
+        summary[name] = {"problems": len(loaded.problems), "duplicate_questions": loaded.num_duplicates}
+        logging.info("benchmark %s: %d problems, %d duplicate questions", name, *summary[name].values())
+    return summary
+
+
+def run(cfg: RunConfig, *, program: str = "evolve") -> dict[str, Any]:
+    """Runs every stage for a validated config; returns (and writes) the run summary."""
+    run_dir = RunDir.create(cfg.workdir, range(cfg.first_round, cfg.last_round + 1))
+    log_path = setup_logging(run_dir.logs, program)
+    logging.info("workdir %s, log %s", run_dir.root, log_path)
+    write_json(run_dir.root / "config.json", to_dict(cfg))
+    splits = prepare_problems(cfg, run_dir)
+    summary: dict[str, Any] = {
+        "workdir": str(run_dir.root),
+        "problems": {"train": len(splits.train), "test": len(splits.test)},
+        "benchmarks": check_benchmarks(cfg),
+    }
+    if not cfg.data.train_file:
+        from rstar_jax import verify  # the executor pool starts only when this stage runs
+
+        summary["verify"] = verify.verify_toy_solutions(cfg, splits.train + splits.test)
+    write_json(run_dir.root / "report.json", summary)
+    logging.info("summary: %s", json.dumps(summary))
+    return summary

@@ -1,0 +1,137 @@
+"""Config tree validation and the command-line checks of launch entry points."""
+
+import dataclasses
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from rstar_jax import cli
+from rstar_jax.config import ConfigError, RunConfig, ToyBand, UnvisitedRule, to_dict, validate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG_NAMES = ["tiny", "round1", "round2", "round3", "round4"]
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_shipped_configs_validate_and_document_their_command(name):
+    module = importlib.import_module(f"configs.{name}")
+    cfg = validate(module.get_config())
+    assert isinstance(cfg, RunConfig)
+    assert module.__doc__.startswith(f"python -m launch.evolve --config=configs/{name}.py")
+
+
+def test_paper_rounds_follow_part_a():
+    from configs.paper import round_config
+
+    assert round_config(1).search.rollouts == 8
+    assert [round_config(r).search.rollouts for r in (2, 3, 4)] == [16, 16, 16]
+    assert all(round_config(r).first_round == round_config(r).last_round == r for r in range(1, 5))
+
+
+def test_slots_reject_misspelt_attribute():
+    cfg = RunConfig()
+    with pytest.raises(AttributeError):
+        cfg.search.rolouts = 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("search", "rollouts", 0, "config.search.rollouts = 0: must be >= 1"),
+        ("search", "c_puct", 0.0, "config.search.c_puct = 0.0: must be > 0"),
+        ("search", "temperature", -0.1, "config.search.temperature"),
+        ("search", "rollouts", "16", "config.search.rollouts = '16': expected int"),
+        ("search", "rollouts", True, "expected int"),
+        ("search", "unvisited", "bogus", "one of 'zero', 'inf'"),
+        ("grading", "timeout_s", float("nan"), "must be finite"),
+        ("toy", "bands", ("gsm", "gsm"), "without repeats"),
+        ("toy", "bands", ("gsm", "easy"), "config.toy.bands"),
+        ("data", "eval_benchmarks", ("math5000",), "unknown benchmark 'math5000'"),
+        ("execution", "workers", -1, "config.execution.workers"),
+    ],
+)
+def test_invalid_values_name_key_and_allowed(section, key, value, message):
+    cfg = RunConfig()
+    setattr(getattr(cfg, section), key, value)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("'", "'")):
+        validate(cfg)
+
+
+def test_cross_field_rules():
+    cfg = RunConfig(first_round=3, last_round=2)
+    with pytest.raises(ConfigError, match="last_round"):
+        validate(cfg)
+
+
+def test_enum_strings_from_files_are_coerced():
+    cfg = RunConfig()
+    cfg.search.unvisited = "inf"
+    cfg.toy.bands = ["gsm", "olympiad"]
+    validate(cfg)
+    assert cfg.search.unvisited is UnvisitedRule.INF
+    assert cfg.toy.bands == (ToyBand.GSM, ToyBand.OLYMPIAD)
+
+
+def test_to_dict_is_plain_json():
+    d = to_dict(RunConfig())
+    assert d["search"]["unvisited"] == "zero"
+    assert d["toy"]["bands"] == ["gsm", "math", "olympiad"]
+    assert set(d) == {f.name for f in dataclasses.fields(RunConfig)}
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--config.no_such_key=1", "unknown config key 'config.no_such_key'"),
+        ("--config.search.rolouts=3", "Did you mean 'config.search.rollouts'"),
+        ("--config.search=3", "'config.search' is a section"),
+        ("--config.seed.x=3", "'config.seed' is a value"),
+        ("--noconfig.search.first_answer_onyl", "unknown config key 'config.search.first_answer_onyl'"),
+    ],
+)
+def test_override_key_check(arg, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.check_override_keys(["prog", "--config=configs/tiny.py", arg])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_valid_overrides_pass_key_check():
+    cli.check_override_keys(
+        [
+            "prog",
+            "--config=configs/tiny.py",
+            "--config.search.rollouts=16",
+            "--noconfig.search.first_answer_only",
+        ]
+    )
+
+
+def _evolve(*args, tmp_path):
+    return subprocess.run(
+        [sys.executable, "-m", "launch.evolve", *args, f"--config.workdir={tmp_path / 'wd'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config=configs/tiny.py", "--config.no_such_key=1"], "config.no_such_key"),
+        (["--config=configs/tiny.py", "--config.search.rollouts=0"], "config.search.rollouts = 0"),
+        (["--config=configs/tiny.py", "--config.search.rollouts=abc"], "config.search.rollouts"),
+        (["--config=configs/tiny.py", "--config.search.unvisited=bogus"], "zero|inf"),
+        (["--config=configs/round2.py", "--config.search.c_puct=-1"], "config.search.c_puct"),
+    ],
+)
+def test_evolve_exits_before_work_naming_the_key(args, message, tmp_path):
+    proc = _evolve(*args, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not (tmp_path / "wd").exists(), "no work (not even the workdir) before validation"
