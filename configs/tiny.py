@@ -15,8 +15,6 @@ def get_config() -> RunConfig:
         first_round=1,
         last_round=4,
         toy=ToyConfig(seed=0, train_per_band=200, test_per_band=50),
-        search=SearchConfig(
-            rollouts=8, samples_per_expansion=4, max_depth=10, max_step_tokens=96, batch_problems=64
-        ),
+        search=SearchConfig(rollouts=8, samples_per_expansion=4, max_depth=10, max_step_tokens=96, batch_problems=64),
         execution=ExecutionConfig(timeout_s=5.0, memory_mb=512, workers=0),
     )

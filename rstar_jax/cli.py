@@ -79,9 +79,7 @@ def _check_path(path: str, root: type) -> None:
         is_last = i == len(parts) - 1
         if dataclasses.is_dataclass(child):
             if is_last:
-                raise UsageExit(
-                    f"'{walked}' is a section; set one of its keys: {', '.join(_section_keys(child))}."
-                )
+                raise UsageExit(f"'{walked}' is a section; set one of its keys: {', '.join(_section_keys(child))}.")
             section = child
         elif not is_last:
             raise UsageExit(f"'{walked}' is a value, not a section (from --{_FLAG}.{path}).")

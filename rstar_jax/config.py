@@ -52,9 +52,7 @@ class ToyBand(enum.StrEnum):
     OLYMPIAD = "olympiad"
 
 
-def _field(
-    default: Any, doc: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None
-):
+def _field(default: Any, doc: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None):
     """A dataclass field with a docstring and optional numeric bounds (checked by `validate`)."""
     meta = {"doc": doc, "ge": ge, "gt": gt, "le": le}
     if isinstance(default, list | dict | set):
@@ -73,15 +71,9 @@ class DataConfig:
     benchmark_dir: str = _field(
         "", "directory of the nine benchmark files; '' = $RSTAR_BENCHMARK_DIR or ../shared/data/benchmarks"
     )
-    train_file: str = _field(
-        "", "problems to search on (JSON list, {'example': [...]}, JSONL); '' = toy domain"
-    )
-    eval_benchmarks: tuple[str, ...] = _field(
-        (), "benchmark names to load and evaluate on, e.g. ('math500',)"
-    )
-    skip_bad_records: bool = _field(
-        False, "skip malformed problem records (reported and counted) instead of failing"
-    )
+    train_file: str = _field("", "problems to search on (JSON list, {'example': [...]}, JSONL); '' = toy domain")
+    eval_benchmarks: tuple[str, ...] = _field((), "benchmark names to load and evaluate on, e.g. ('math500',)")
+    skip_bad_records: bool = _field(False, "skip malformed problem records (reported and counted) instead of failing")
 
 
 @dataclasses.dataclass(slots=True)
@@ -103,12 +95,8 @@ class SearchConfig:
     c_puct: float = _field(2.0, "UCT exploration constant c", gt=0.0)
     max_depth: int = _field(16, "maximum steps per trajectory", ge=1)
     unvisited: UnvisitedRule = _field(UnvisitedRule.ZERO, "UCT score of unvisited children")
-    first_answer_only: bool = _field(
-        True, "keep only the first answer among an expansion's samples (reference)"
-    )
-    backup_dead_ends: bool = _field(
-        False, "back up -1 from code-error / too-deep nodes (reference: local only)"
-    )
+    first_answer_only: bool = _field(True, "keep only the first answer among an expansion's samples (reference)")
+    backup_dead_ends: bool = _field(False, "back up -1 from code-error / too-deep nodes (reference: local only)")
     errors_threshold: int = _field(1, "consecutive code errors that make a node terminal", ge=1)
     temperature: float = _field(1.0, "sampling temperature for candidate steps", ge=0.0)
     max_step_tokens: int = _field(256, "token limit of one generated step", ge=1)
@@ -223,9 +211,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"get_config() must return a RunConfig, got {type(cfg).__name__}")
     _validate_section(cfg, "config")
     if cfg.last_round < cfg.first_round:
-        raise ConfigError(
-            f"config.last_round = {cfg.last_round} is before config.first_round = {cfg.first_round}"
-        )
+        raise ConfigError(f"config.last_round = {cfg.last_round} is before config.first_round = {cfg.first_round}")
     if len(set(cfg.toy.bands)) != len(cfg.toy.bands) or not cfg.toy.bands:
         raise ConfigError(f"config.toy.bands = {cfg.toy.bands!r}: must be non-empty without repeats")
     _validate_benchmarks(cfg.data.eval_benchmarks)

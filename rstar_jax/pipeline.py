@@ -67,15 +67,11 @@ def prepare_problems(cfg: RunConfig, run_dir: RunDir) -> Splits:
             raise StageRefused(
                 f"{manifest_path} was made from other inputs ({'; '.join(changed)}); use a new config.workdir"
             )
-        intact = all(
-            p.exists() and file_sha256(p) == manifest["files"][k]["sha256"] for k, p in paths.items()
-        )
+        intact = all(p.exists() and file_sha256(p) == manifest["files"][k]["sha256"] for k, p in paths.items())
         if intact:
             logging.info("problems: reusing %s (%s)", run_dir.problems, manifest["counts"])
             return Splits(**{k: list(data.load_problems(p).problems) for k, p in paths.items()})
-        logging.warning(
-            "problems: files under %s do not match their manifest; regenerating", run_dir.problems
-        )
+        logging.warning("problems: files under %s do not match their manifest; regenerating", run_dir.problems)
     if inputs["source"] == "toy":
         splits = toy.generate_toy_splits(
             train_per_band=cfg.toy.train_per_band,

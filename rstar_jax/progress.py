@@ -72,9 +72,7 @@ class Progress:
         self._bar.close()
         seconds = time.perf_counter() - self._start
         rate = self._count / seconds if seconds > 0 else float("inf")
-        logging.info(
-            "%s: %d %s in %.1f s (%.1f %s/s)", self._desc, self._count, self._unit, seconds, rate, self._unit
-        )
+        logging.info("%s: %d %s in %.1f s (%.1f %s/s)", self._desc, self._count, self._unit, seconds, rate, self._unit)
 
     def __enter__(self) -> "Progress":
         return self
