@@ -73,12 +73,13 @@ def prepare_problems(cfg: RunConfig, run_dir: RunDir) -> Splits:
             return Splits(**{k: list(data.load_problems(p).problems) for k, p in paths.items()})
         logging.warning("problems: files under %s do not match their manifest; regenerating", run_dir.problems)
     if inputs["source"] == "toy":
-        splits = toy.generate_toy_splits(
+        spec = toy.ToySpec(
             train_per_band=cfg.toy.train_per_band,
             test_per_band=cfg.toy.test_per_band,
             seed=cfg.toy.seed,
             bands=tuple(b.value for b in cfg.toy.bands),
         )
+        splits = toy.generate_toy_splits(spec)
         result = Splits(train=list(splits["train"]), test=list(splits["test"]))
     else:
         loaded = data.load_problems(cfg.data.train_file, skip_bad=cfg.data.skip_bad_records)
@@ -107,7 +108,7 @@ def check_benchmarks(cfg: RunConfig) -> dict[str, dict[str, int]]:
     summary = {}
     for name in cfg.data.eval_benchmarks:
         loaded = data.load_benchmark(name, cfg.data.benchmark_dir or None)
-        summary[name] = {"problems": len(loaded.problems), "duplicate_questions": loaded.num_duplicates}
+        summary[name] = {"problems": len(loaded.problems), "duplicate_questions": loaded.duplicate_count}
         logging.info("benchmark %s: %d problems, %d duplicate questions", name, *summary[name].values())
     return summary
 
