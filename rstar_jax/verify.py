@@ -16,7 +16,7 @@ from absl import logging
 from rstar_jax.config import RunConfig
 from rstar_jax.data import Problem
 from rstar_jax.execution import Executor, build_program
-from rstar_jax.grading import answers_match, extract_answer
+from rstar_jax.grading import answers_match_batch, extract_answer
 from rstar_jax.progress import Progress
 from rstar_jax.toy import solution
 
@@ -48,12 +48,19 @@ def verify_toy_solutions(cfg: RunConfig, problems: Sequence[Problem]) -> dict[st
         for lo in range(0, len(problems), _CHUNK):
             chunk = problems[lo : lo + _CHUNK]
             results = executor.run_batch(programs[lo : lo + _CHUNK])
-            for problem, result in zip(chunk, results, strict=True):
-                if not result.ok:
-                    failures.append(f"{problem.id}: execution failed ({result.error})")
-                    continue
-                predicted = extract_answer(solution.answer_step(result.output))
-                if not answers_match(predicted, problem.answer, timeout_s=cfg.grading.timeout_s):
+            ran = [(p, r) for p, r in zip(chunk, results, strict=True) if r.ok]
+            failures += [
+                f"{p.id}: execution failed ({r.error})" for p, r in zip(chunk, results, strict=True) if not r.ok
+            ]
+            preds = [extract_answer(solution.answer_step(r.output)) for _, r in ran]
+            verdicts = answers_match_batch(
+                preds,
+                [p.answer for p, _ in ran],
+                timeout_s=cfg.grading.timeout_s,
+                percent_as_fraction=cfg.grading.percent_as_fraction,
+            )
+            for (problem, result), ok in zip(ran, verdicts, strict=True):
+                if not ok:
                     failures.append(f"{problem.id}: printed {result.output.strip()!r}, gold {problem.answer!r}")
             bar.update(len(chunk))
     seconds = time.perf_counter() - start

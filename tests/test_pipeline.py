@@ -89,3 +89,17 @@ def test_demo_command_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "wd" / "report.json").read_text())
     assert report["verify"] == {**report["verify"], "problems": 15, "verified": 15}
+
+
+def test_verify_fails_loudly_on_a_wrong_gold_answer(tmp_path):
+    import dataclasses
+
+    from rstar_jax import verify
+    from rstar_jax.toy import ToySpec, generate_toy_splits
+
+    cfg = _micro(tmp_path)
+    problems = generate_toy_splits(ToySpec(train_per_band=2, test_per_band=1, seed=5))["train"]
+    wrong = dataclasses.replace(problems[0], answer=str(int(problems[0].answer) + 1))
+    assert verify.verify_toy_solutions(cfg, problems)["verified"] == len(problems)
+    with pytest.raises(verify.VerificationError, match=wrong.id):
+        verify.verify_toy_solutions(cfg, [wrong, *problems[1:]])
