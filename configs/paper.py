@@ -23,6 +23,9 @@ def round_config(r: int) -> RunConfig:
             temperature=0.7 if bootstrap else 1.0,
             errors_threshold=2 if bootstrap else 1,
             max_step_tokens=2048,
+            stop_strings=("<end_of_step>", "<end_of_code>", "<end_of_output>", "<end_of_answer>")
+            if bootstrap
+            else ("<end_of_step>", "<end_of_code>", "<end_of_answer>"),
             batch_problems=3000,
         ),
     )

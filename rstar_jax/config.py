@@ -101,6 +101,13 @@ class SearchConfig:
     temperature: float = _field(1.0, "sampling temperature for candidate steps", ge=0.0)
     max_step_tokens: int = _field(256, "token limit of one generated step", ge=1)
     batch_problems: int = _field(64, "problems searched in lock-step", ge=1)
+    stop_strings: tuple[str, ...] = _field(
+        ("<end_of_step>", "<end_of_code>", "<end_of_answer>"),
+        "stop strings of a step (rounds >= 2 and eval; the bootstrap adds '<end_of_output>')",
+    )
+    beam_width: int = _field(8, "step-level beam search: beam width (answers found shrink it)", ge=1)
+    protocol_runs: int = _field(4, "paper protocol: independent MCTS runs per problem (paper: 64)", ge=1)
+    protocol_top_k: int = _field(4, "paper protocol: best answers by PPM kept for the majority vote", ge=1)
 
 
 @dataclasses.dataclass(slots=True)

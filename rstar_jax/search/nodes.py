@@ -1,0 +1,134 @@
+"""Host-side node payloads and the creation of children from policy samples (rstar_reference.md Part B §2.5-2.8).
+
+For every expanded node the driver calls `make_children` once per tree, with the samples already filtered
+(`steps.filter_samples`) and one `ExecResult` per non-answer sample. The rules, in order:
+
+- answer step: terminal `ANSWER`; `final_answer` = the grader's extraction (None when the step has no box);
+- non-answer step: its program (the open code block's steps plus this one, `build_program`) was executed.
+  A step ending with `<end_of_code>` shows the observation: `"\\n<output>" + obs + "<end_of_output>"` is
+  appended to its text. On an error the consecutive-error counter is the parent's plus one, else 0; reaching
+  `errors_threshold` makes the node a `CODE_ERRORS` terminal whose text closes the block and shows the error
+  line (once). A non-terminal child deeper than `max_depth` becomes a `TOO_DEEP` terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from rstar_jax.execution import ExecResult
+from rstar_jax.search.steps import CODE_END, Sample, code_state_after, with_observation
+from rstar_jax.search.tree import TerminalKind
+
+__all__ = ["TOO_MANY_CODE_ERRORS", "TOO_MANY_STEPS", "HostNode", "make_children", "program_steps"]
+
+TOO_MANY_CODE_ERRORS = "Too many consecutive steps have code errors."
+TOO_MANY_STEPS = "Fail to sove the problem within limited steps."  # sic: the reference's label
+PYTHON_ACTION = "python_interpreter"
+
+
+@dataclasses.dataclass
+class HostNode:
+    """The text side of one tree node (its numbers live in `Tree` at the same node id).
+
+    Attributes:
+      tag: reference tag ("0", "0.1", "0.1.2" ...).
+      parent: parent node id (-1 for the root).
+      depth: steps from the root.
+      step: the step text as generated (stop string included); "" for the root.
+      text: the node text: the step plus the `<output>` block when one is shown.
+      kind: `TerminalKind` given at creation (EXHAUSTED pruning is read from the tree).
+      action: "python_interpreter" for code steps, "" for the root and answer steps.
+      final_answer: the extracted answer, a failure label, or "".
+      answer: the extracted answer of an answer step (None otherwise or when it has none).
+      observation: executor observation of a code step (None for answers / root).
+      errors: consecutive code errors ending at this node.
+      in_code: whether a code block is open after this node.
+      block: the code step texts of the open block, this node's included (what the next step's program extends).
+      finish: the sample's finish reason; num_tokens: its generated tokens.
+      num_children: children created so far.
+    """
+
+    tag: str
+    parent: int
+    depth: int
+    step: str = ""
+    text: str = ""
+    kind: TerminalKind = TerminalKind.NONE
+    action: str = ""
+    final_answer: str = ""
+    answer: str | None = None
+    observation: str | None = None
+    errors: int = 0
+    in_code: bool = False
+    block: tuple[str, ...] = ()
+    finish: str = ""
+    num_tokens: int = 0
+    num_children: int = 0
+
+
+def program_steps(parent: HostNode, step_text: str) -> list[str]:
+    """The step texts whose code a new non-answer step runs: the parent's open block plus the step."""
+    return [*(parent.block if parent.in_code else ()), step_text]
+
+
+def make_children(
+    parent: HostNode,
+    parent_id: int,
+    samples: Sequence[Sample],
+    results: Sequence[ExecResult],
+    answers: Sequence[str | None],
+    *,
+    errors_threshold: int,
+    max_depth: int,
+) -> list[HostNode]:
+    """The children of `parent` for its filtered samples, in order.
+
+    Args:
+      parent: the expanded node; parent_id: its node id.
+      samples: filtered samples.
+      results: one execution result per NON-answer sample, in sample order.
+      answers: one extracted answer per ANSWER sample, in sample order.
+      errors_threshold: consecutive errors that make a node terminal.
+      max_depth: deepest allowed non-terminal depth.
+    """
+    if sum(not s.is_answer for s in samples) != len(results) or sum(s.is_answer for s in samples) != len(answers):
+        raise ValueError("rstar_jax/search/nodes.py: make_children got mismatched results/answers for its samples")
+    result_iter, answer_iter = iter(results), iter(answers)
+    depth = parent.depth + 1
+    children = []
+    for k, sample in enumerate(samples, start=1):
+        step = sample.step.text
+        node = HostNode(
+            tag=f"{parent.tag}.{k}",
+            parent=parent_id,
+            depth=depth,
+            step=step,
+            text=step,
+            finish=str(sample.step.finish),
+            num_tokens=sample.step.num_tokens,
+        )
+        if sample.is_answer:
+            node.answer = next(answer_iter)
+            node.kind = TerminalKind.ANSWER
+            node.final_answer = node.answer if node.answer is not None else ""
+            children.append(node)
+            continue
+        result = next(result_iter)
+        node.action = PYTHON_ACTION
+        node.observation = result.observation
+        node.errors = 0 if result.ok else parent.errors + 1
+        if not result.ok and node.errors >= errors_threshold:
+            node.kind = TerminalKind.CODE_ERRORS
+            node.final_answer = TOO_MANY_CODE_ERRORS
+            node.text = with_observation(step, result.observation)
+        else:
+            if step.endswith(CODE_END):
+                node.text = with_observation(step, result.observation)
+            node.in_code = code_state_after(step, parent.in_code)
+            node.block = tuple(program_steps(parent, step)) if node.in_code else ()
+            if depth > max_depth:
+                node.kind = TerminalKind.TOO_DEEP
+                node.final_answer = TOO_MANY_STEPS
+        children.append(node)
+    return children

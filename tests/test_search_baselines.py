@@ -1,0 +1,153 @@
+"""Test-time baselines: greedy, votes, best-of-N, weighted vote, beam search, the paper protocol."""
+
+import collections
+
+import pytest
+
+from rstar_jax.config import SearchConfig
+from rstar_jax.data import Problem
+from rstar_jax.execution import Executor
+from rstar_jax.search import baselines, build_prompt
+from rstar_jax.search.trajectories import beam_search, sample_trajectories
+from rstar_jax.testing import BoxGrader, FakeExecutor, HashPPM, RandomStepPolicy, ScriptedToyPolicy
+from rstar_jax.toy import generate_problems
+
+CFG = SearchConfig(
+    rollouts=3, samples_per_expansion=3, max_depth=4, batch_problems=8, beam_width=3, protocol_runs=3, protocol_top_k=2
+)
+POLICY = RandomStepPolicy(weights=(3.0, 2.0, 0.5, 2.0, 0.2, 0.2))
+
+
+class SealedProblem:
+    """A problem whose ground truth may not be read."""
+
+    extra = {}
+
+    def __init__(self, i: int):
+        self.id, self.question = f"sealed/{i}", f"Sealed question {i}?"
+
+    @property
+    def answer(self):
+        raise AssertionError("the ground truth was read")
+
+
+PROBLEMS = [SealedProblem(i) for i in range(6)]
+
+
+def _majority(answers):
+    """Independent majority vote (exact match), first-seen answer on ties."""
+    counts = collections.Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    top = max(counts.values())
+    return next(a for a in answers if a is not None and counts[a] == top)
+
+
+def test_group_answers_uses_equivalence_in_first_seen_order():
+    assert baselines.group_answers(["1", "2", " 1", "3", "2"], BoxGrader()) == [[0, 2], [1, 4], [3]]
+
+
+def test_greedy_solves_toy_problems_with_the_error_free_teacher():
+    problems = generate_problems("gsm", 3, 1)
+    with Executor(timeout_s=5.0, workers=1) as executor:
+        out = baselines.greedy(
+            problems,
+            cfg=SearchConfig(max_depth=8),
+            policy=ScriptedToyPolicy(problems, 0.0),
+            executor=executor,
+            grader=BoxGrader(),
+            run_seed=0,
+        )
+    assert [p.answer for p in out] == [p.answer for p in problems]
+
+
+def test_trajectories_do_not_depend_on_batch_composition():
+    together = sample_trajectories(
+        PROBLEMS, 4, cfg=CFG, policy=POLICY, executor=FakeExecutor(), grader=BoxGrader(), run_seed=3
+    )
+    for problem, trajectories in zip(PROBLEMS, together, strict=True):
+        alone = sample_trajectories(
+            [problem], 4, cfg=CFG, policy=POLICY, executor=FakeExecutor(), grader=BoxGrader(), run_seed=3
+        )
+        assert alone[0] == trajectories
+        for t in trajectories:
+            assert t.text == build_prompt(problem.question, t.texts)
+    assert len({t.answer for ts in together for t in ts}) > 1
+
+
+def test_self_consistency_is_a_majority_vote():
+    out = baselines.self_consistency(
+        PROBLEMS, 5, cfg=CFG, policy=POLICY, executor=FakeExecutor(), grader=BoxGrader(), run_seed=1
+    )
+    for pred in out:
+        assert len(pred.candidates) == 5
+        assert pred.answer == _majority([a for a, _ in pred.candidates])
+
+
+def test_best_of_n_and_weighted_vote_follow_the_ppm():
+    ppm = HashPPM()
+    kwargs = dict(cfg=CFG, policy=POLICY, executor=FakeExecutor(), grader=BoxGrader(), ppm=ppm, run_seed=2)
+    best = baselines.best_of_n(PROBLEMS, 5, **kwargs)
+    weighted = baselines.weighted_vote(PROBLEMS, 5, **kwargs)
+    trajectories = sample_trajectories(
+        PROBLEMS, 5, cfg=CFG, policy=POLICY, executor=FakeExecutor(), grader=BoxGrader(), run_seed=2
+    )
+    for b, w, ts in zip(best, weighted, trajectories, strict=True):
+        scored = [(t.answer, float(ppm.score([t.text])[0])) for t in ts]
+        answered = [c for c in scored if c[0] is not None]
+        assert b.answer == (max(answered, key=lambda c: c[1])[0] if answered else None)
+        sums = collections.defaultdict(float)
+        for a, s in answered:
+            sums[a] += s
+        if answered:
+            top = max(sums.values())
+            assert w.answer == next(a for a, _ in answered if sums[a] == top)
+
+
+def test_beam_search_keeps_answers_out_of_the_beam():
+    policy, ppm = RandomStepPolicy(weights=(3.0, 2.0, 0.5, 1.0, 0.2, 0.2)), HashPPM()
+    found = beam_search(
+        PROBLEMS, cfg=CFG, policy=policy, executor=FakeExecutor(), grader=BoxGrader(), ppm=ppm, run_seed=4
+    )
+    for call in policy.calls:  # never more prompts per problem than the beam width
+        per_problem = collections.Counter(prompt.split("?")[0] for prompt in call)
+        assert max(per_problem.values()) <= CFG.beam_width
+    for problem, answers in zip(PROBLEMS, found, strict=True):
+        scores = [s for _, s in answers]
+        assert scores == sorted(scores, reverse=True)
+        for trajectory, score in answers:
+            assert trajectory.texts[-1].endswith("<end_of_answer>")
+            assert all("<end_of_answer>" not in text for text in trajectory.texts[:-1])  # no child under an answer
+            assert trajectory.text == build_prompt(problem.question, trajectory.texts)
+            assert score == pytest.approx(float(ppm.score([trajectory.text])[0]))
+    assert sum(len(a) for a in found) > 0
+    preds = baselines.step_beam_search(
+        PROBLEMS, cfg=CFG, policy=policy, executor=FakeExecutor(), grader=BoxGrader(), ppm=ppm, run_seed=4
+    )
+    assert [p.answer for p in preds] == [a[0][0].answer if a else None for a in found]
+
+
+def test_paper_protocol_votes_over_the_top_k_run_answers():
+    out = baselines.paper_protocol(
+        PROBLEMS, cfg=CFG, policy=POLICY, executor=FakeExecutor(), grader=BoxGrader(), ppm=HashPPM(), run_seed=5
+    )
+    for pred in out:
+        assert len(pred.candidates) <= CFG.protocol_top_k
+        values = [v for _, v in pred.candidates]
+        assert values == sorted(values, reverse=True)
+        assert pred.answer == _majority([a for a, _ in pred.candidates])
+    assert any(pred.candidates for pred in out)
+
+
+def test_votes_ignore_missing_answers():
+    problems = [Problem("p", "Q?", "1")]
+    out = baselines.self_consistency(
+        problems,
+        3,
+        cfg=SearchConfig(max_depth=1),
+        policy=RandomStepPolicy(weights=(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)),
+        executor=FakeExecutor(),
+        grader=BoxGrader(),
+        run_seed=0,
+    )
+    assert out[0].answer is None and all(a is None for a, _ in out[0].candidates)
