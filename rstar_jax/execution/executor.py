@@ -1,0 +1,292 @@
+"""`Executor`: the only way rstar_jax runs model-written code. Zygote processes fed by dispatcher threads.
+
+    with Executor(timeout_s=10.0, workers=2) as ex:
+        results = ex.run_batch(["print(1 + 1)", "x = 2\\nx * 3"])   # -> outputs "2\\n", "6\\n"
+
+Each program runs in its own child process forked from a pre-warmed zygote (`zygote.py`), confined by the
+layers listed in `Executor.protections` (see `sandbox.py`); the caller's process never executes model code.
+
+Dispatch: one thread per zygote takes programs from a shared queue and, while the queue holds work for every
+zygote, keeps a second program queued on its zygote, so the zygote forks the next child without waiting for
+the parent to wake up. A zygote
+that dies or stops answering is killed and replaced; its in-flight programs are re-queued, and a program
+whose zygote died twice is reported as INFRA_ERROR. `run_batch` is thread-safe (callers share the queue) and
+runs identical programs of one batch once. `close()` (or leaving the `with` block, or interpreter exit)
+SIGKILLs every zygote; a running program dies with its zygote (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import queue
+import tempfile
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from rstar_jax.execution.result import ExecResult, ExecStatus
+from rstar_jax.execution.worker import Settings, WorkerDied, ZygoteHandle, shutdown
+
+_LOG = logging.getLogger("rstar_jax.execution")
+_PIPELINE = 2  # programs in flight per zygote: one running, one queued behind it
+_PIPE_BUDGET = 48 << 10  # bytes of requests in flight per zygote (below the 64 KiB pipe buffer)
+_ATTEMPTS = 2
+DEFAULT_PRELOAD = ("numpy", "scipy", "sympy")
+
+
+@dataclasses.dataclass
+class _Job:
+    code: str
+    future: concurrent.futures.Future
+    attempts: int = 0
+
+
+_STOP = None  # queue sentinel: a dispatcher thread exits
+
+
+def _finalize(closing: threading.Event, zygotes: list[ZygoteHandle], work_root: str) -> None:
+    """close() and interpreter exit: no replacement zygote may start after this; kill all."""
+    closing.set()
+    shutdown(zygotes, work_root)
+
+
+def _to_result(reply: dict[str, Any]) -> ExecResult:
+    """An ExecResult from a zygote's result message (KeyError / ValueError when malformed)."""
+    status = ExecStatus(reply["status"])
+    ok = status == ExecStatus.OK
+    return ExecResult(ok, str(reply["output"]), None if ok else str(reply["error"]), float(reply["seconds"]), status)
+
+
+class Executor:
+    """Runs batches of untrusted Python programs in confined, pre-warmed child processes.
+
+    Args:
+      timeout_s: wall-clock limit per program (CPU seconds are capped at int(timeout_s) + 2).
+      memory_mb: address-space budget per program, on top of the pre-warmed interpreter's own size.
+      max_output_chars: output kept per program; longer output keeps head and tail around "...".
+      workers: zygote processes (programs that run in parallel); default: the number of CPU cores.
+      round_floats: reference post-processing: a whole-output float is rounded to 4 decimals.
+      file_size_mb: cap on stdout/stderr and on any file a program writes (RLIMIT_FSIZE).
+      tmpfs_mb: size of each zygote's private tmpfs holding the programs' working directories.
+      int_max_str_digits: int<->str digit limit inside programs (CPython's default is 4300).
+      max_program_chars: longer programs are not run (status EXCEPTION, "program too long").
+      preload: modules imported once in each zygote, so programs find them already loaded (sympy's caches are
+        warmed too). Every preloaded extension module makes each fork slower (page tables and mappings are
+        copied per program): e.g. adding "scipy.optimize", "scipy.special" costs ~1 ms per program here,
+        while a program importing scipy.optimize itself pays ~0.2 s.
+    """
+
+    def __init__(
+        self,
+        timeout_s: float = 10.0,
+        memory_mb: int = 1024,
+        max_output_chars: int = 1024,
+        workers: int | None = None,
+        *,
+        round_floats: bool = False,
+        file_size_mb: int = 16,
+        tmpfs_mb: int = 256,
+        int_max_str_digits: int = 100_000,
+        max_program_chars: int = 200_000,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
+    ) -> None:
+        workers = workers if workers is not None else max(os.cpu_count() or 1, 1)
+        positive = {
+            "timeout_s": timeout_s,
+            "memory_mb": memory_mb,
+            "workers": workers,
+            "max_output_chars": max_output_chars,
+            "file_size_mb": file_size_mb,
+            "tmpfs_mb": tmpfs_mb,
+            "max_program_chars": max_program_chars,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"rstar_jax.execution.Executor: {name} must be > 0, got {value!r}")
+        if isinstance(preload, str) or not all(
+            isinstance(m, str) and all(part.isidentifier() for part in m.split(".")) for m in preload
+        ):
+            raise TypeError(f"rstar_jax.execution.Executor: preload must be a sequence of module names: {preload!r}")
+        if int_max_str_digits != 0 and int_max_str_digits < 640:
+            raise ValueError(
+                f"rstar_jax.execution.Executor: int_max_str_digits must be 0 or >= 640, got {int_max_str_digits}"
+            )
+        self._settings = Settings(
+            timeout_s=float(timeout_s),
+            memory_mb=int(memory_mb),
+            max_output_chars=int(max_output_chars),
+            round_floats=bool(round_floats),
+            file_size_mb=int(file_size_mb),
+            tmpfs_mb=int(tmpfs_mb),
+            int_max_str_digits=int(int_max_str_digits),
+            max_program_chars=int(max_program_chars),
+            preload=tuple(preload),
+        )
+        self._work_root = tempfile.mkdtemp(prefix="rstar_exec_")
+        self._zygotes: list[ZygoteHandle] = []
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()  # set by close() and by the exit-time finalizer
+        self._finalizer = weakref.finalize(self, _finalize, self._closing, self._zygotes, self._work_root)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(workers) as starter:
+                self._zygotes.extend(
+                    starter.map(lambda _: ZygoteHandle(self._settings, self._work_root), range(workers))
+                )
+        except BaseException:
+            self._finalizer()
+            raise
+        self.protections: dict[str, Any] = dict(self._zygotes[0].protections)
+        self._log_protections()
+        self._threads = [
+            threading.Thread(target=self._dispatch, args=(z,), name=f"rstar-exec-{i}", daemon=True)
+            for i, z in enumerate(self._zygotes)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _log_protections(self) -> None:
+        p = self.protections
+        layers = {
+            "network namespace": p.get("network_namespace"),
+            "private tmpfs": p.get("tmpfs_mb"),
+            "landlock": p.get("landlock_abi"),
+            "seccomp": p.get("seccomp"),
+        }
+        _LOG.info("rstar_jax.execution: protections in force: %s", p)
+        missing = [name for name, on in layers.items() if not on]
+        if missing:
+            _LOG.warning("rstar_jax.execution: NOT in force on this host: %s", ", ".join(missing))
+
+    @property
+    def work_root(self) -> str:
+        """Host directory under which every zygote keeps its programs' working directories."""
+        return self._work_root
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live zygotes (for tests and monitoring)."""
+        with self._lock:
+            return [z.proc.pid for z in self._zygotes]
+
+    def run_batch(self, programs: Sequence[str]) -> list[ExecResult]:
+        """Run every program; results in the same order. Identical programs run once (results shared)."""
+        for i, program in enumerate(programs):
+            if not isinstance(program, str):
+                raise TypeError(f"rstar_jax.execution.Executor.run_batch: programs[{i}] is {type(program).__name__}")
+        futures: dict[str, concurrent.futures.Future] = {}
+        limit = self._settings.max_program_chars
+        with self._lock:
+            if self._closing.is_set():
+                raise RuntimeError("rstar_jax.execution.Executor.run_batch: the executor is closed")
+            for program in dict.fromkeys(programs):
+                future: concurrent.futures.Future = concurrent.futures.Future()
+                futures[program] = future
+                if len(program) > limit:
+                    error = f"program too long ({len(program)} > {limit} chars)"
+                    future.set_result(ExecResult(False, "", error, 0.0, ExecStatus.EXCEPTION))
+                else:
+                    self._jobs.put(_Job(program, future))
+        return [futures[program].result() for program in programs]
+
+    def _dispatch(self, zygote: ZygoteHandle) -> None:
+        """Dispatcher thread: feed `zygote` from the job queue, resolve futures, replace it when it dies."""
+        inflight: collections.deque[_Job] = collections.deque()
+        stopping = False
+        while True:
+            while not stopping and len(inflight) < _PIPELINE:
+                try:
+                    job = self._jobs.get(block=not inflight)
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stopping = True
+                    break
+                if inflight and self._jobs.qsize() < len(self._threads):
+                    self._jobs.put(job)  # little work left: leave it to idle dispatchers (no head-of-line wait)
+                    break
+                if inflight and sum(len(j.code) for j in inflight) + len(job.code) > _PIPE_BUDGET:
+                    self._jobs.put(job)  # too large to queue behind the others without risking a full pipe
+                    break
+                try:
+                    zygote.send(job.code)
+                    inflight.append(job)
+                except WorkerDied:
+                    inflight.append(job)
+                    break
+            if not inflight:
+                if stopping:
+                    return
+                continue
+            try:
+                result = _to_result(zygote.receive())
+            except (WorkerDied, KeyError, ValueError, TypeError) as exc:
+                died = exc if isinstance(exc, WorkerDied) else WorkerDied(f"rstar_jax.execution: bad reply: {exc!r}")
+                zygote = self._recover(zygote, inflight, died)
+                if zygote is None:
+                    return
+                continue
+            inflight.popleft().future.set_result(result)
+
+    def _recover(self, dead: ZygoteHandle, inflight: collections.deque[_Job], exc: WorkerDied) -> ZygoteHandle | None:
+        """Re-queue or fail the in-flight jobs of a dead zygote and start its replacement (None if closed)."""
+        dead.kill()
+        for job in inflight:
+            job.attempts += 1
+            if self._closing.is_set() or job.attempts >= _ATTEMPTS:
+                error = "executor closed" if self._closing.is_set() else f"worker died twice: {exc}"
+                job.future.set_result(ExecResult(False, "", error, 0.0, ExecStatus.INFRA_ERROR))
+            else:
+                self._jobs.put(job)
+        inflight.clear()
+        if self._closing.is_set():
+            return None
+        _LOG.warning("%s; replacing it", exc)
+        try:
+            fresh = ZygoteHandle(self._settings, self._work_root)
+        except (WorkerDied, OSError) as start_exc:
+            _LOG.error("rstar_jax.execution: could not start a replacement zygote: %s", start_exc)
+            return dead if not self._closing.is_set() else None  # retry on the next job (its send fails fast)
+        with self._lock:
+            if self._closing.is_set():
+                fresh.kill()
+                fresh.release()
+                return None
+            self._zygotes[self._zygotes.index(dead)] = fresh
+        dead.release()
+        return fresh
+
+    def close(self) -> None:
+        """Kill all zygotes and running programs; idempotent.
+
+        Batches still running in other threads get INFRA_ERROR ("executor closed") for unfinished programs.
+        """
+        with self._lock:
+            if self._closing.is_set():
+                return
+            self._closing.set()
+            zygotes = list(self._zygotes)
+        for zygote in zygotes:
+            zygote.kill()
+        for _ in getattr(self, "_threads", ()):
+            self._jobs.put(_STOP)
+        for thread in getattr(self, "_threads", ()):
+            thread.join()
+        while True:  # jobs queued behind the stop markers
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.future.set_result(ExecResult(False, "", "executor closed", 0.0, ExecStatus.INFRA_ERROR))
+        self._finalizer()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
