@@ -1,0 +1,144 @@
+"""Token sampling and the jitted decode: first token from the prefill logits, then chunks of k tokens.
+
+Sampling is greedy, temperature, top-k and top-p (nucleus), one PRNG key per row. The decode runs chunks of
+k steps under `lax.scan`.
+
+Shapes: B prompts, n samples per prompt, R = B * n rows, V vocabulary, S cache slots (C + T + G, see
+`kv_pool`), G decode slots, k tokens per chunk.
+
+Row (p, j) is sample j of prompt p. Its t-th generated token is drawn with key
+`fold_in(fold_in(key(seed_p), j), t)`, so it depends only on its prompt, seed, sample index and the model.
+The prompt's prefill is computed once and its cache repeated over the n rows of its samples.
+The host gets tokens back once per chunk (one small `[R, k]` transfer), never per token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rstar_jax.models import Decoder, KVCache, constrain
+
+_NEG = -1e30
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How the next token is drawn; frozen and hashable, so it is a static argument of the jitted loop.
+
+    Attributes:
+      temperature: 0 means greedy (argmax); otherwise logits are divided by it.
+      top_p: keep the smallest set of tokens whose probability reaches `top_p` (1.0 disables it).
+      top_k: keep the `top_k` most likely tokens (0 or -1 disables it, as vLLM's -1).
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"SamplingParams: temperature={self.temperature} must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"SamplingParams: top_p={self.top_p} must be in (0, 1]")
+        if self.top_k < -1:
+            raise ValueError(f"SamplingParams: top_k={self.top_k} must be -1, 0 or positive")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def _filter_top_k(logits: jax.Array, k: int) -> jax.Array:
+    """logits [R, V] with everything below the k-th largest value of each row set to -inf-like."""
+    kth = jax.lax.top_k(logits, k)[0][:, -1:]  # [R, 1]
+    return jnp.where(logits < kth, _NEG, logits)
+
+
+def _filter_top_p(logits: jax.Array, p: float) -> jax.Array:
+    """logits [R, V] outside each row's nucleus (smallest prefix of sorted tokens with mass >= p) masked."""
+    sorted_desc = -jnp.sort(-logits, axis=-1)  # [R, V]
+    probs = jax.nn.softmax(sorted_desc, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly above each sorted token
+    keep = mass_before < p  # the top token is always kept
+    threshold = jnp.min(jnp.where(keep, sorted_desc, jnp.inf), axis=-1, keepdims=True)  # [R, 1]
+    return jnp.where(logits < threshold, _NEG, logits)
+
+
+def sample_tokens(logits: jax.Array, keys: jax.Array, params: SamplingParams) -> jax.Array:
+    """Next tokens [R] int32 from logits [R, V] (fp32) and per-row keys [R] (typed PRNG keys)."""
+    if params.greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    scaled = logits.astype(jnp.float32) / params.temperature
+    if params.top_k > 0:
+        scaled = _filter_top_k(scaled, min(params.top_k, scaled.shape[-1]))
+    if params.top_p < 1.0:
+        scaled = _filter_top_p(scaled, params.top_p)
+    return jax.vmap(lambda k, row: jax.random.categorical(k, row))(keys, scaled).astype(jnp.int32)
+
+
+def row_keys(seeds: jax.Array, samples: int) -> jax.Array:
+    """Per-row keys [P * samples] for P prompt seeds [P] uint32: row (p, j) gets fold_in(key(seed_p), j)."""
+    base = jax.vmap(jax.random.key)(seeds)  # [P]
+    per_sample = jax.vmap(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(jnp.arange(samples)))(base)
+    return per_sample.reshape(-1)
+
+
+CACHE_AXES = ("cache_layers", "cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim")
+
+
+class DecodeState(NamedTuple):
+    """Loop state: cache [L, R, S, K, H]; last sampled tokens [R]; their positions [R]; row keys [R];
+    t [] int32, index of the next token to sample."""
+
+    cache: KVCache
+    tokens: jax.Array
+    positions: jax.Array
+    keys: jax.Array
+    t: jax.Array
+
+
+def start(
+    logits: jax.Array,
+    cache: KVCache,
+    lengths: jax.Array,
+    keys: jax.Array,
+    n: int,
+    decode_slots: int,
+    params: SamplingParams,
+) -> DecodeState:
+    """Decode state of R = B * n rows from the prefill of B prompts.
+
+    logits [B, V] of each prompt's last token; cache [L, B, C + T, K, H]; lengths [B] prompt lengths (the
+    first generated token's position); keys [R] row keys (see `row_keys`).
+    """
+    rep = lambda x, axis: jnp.repeat(x, n, axis=axis)
+    L, _, _, K, H = cache.k.shape
+    R = logits.shape[0] * n
+    zeros = jnp.zeros((L, R, decode_slots, K, H), cache.k.dtype)
+    big = KVCache(
+        k=constrain(jnp.concatenate([rep(cache.k, 1), zeros], axis=2), CACHE_AXES),
+        v=constrain(jnp.concatenate([rep(cache.v, 1), zeros], axis=2), CACHE_AXES),
+        mask=jnp.concatenate([rep(cache.mask, 0), jnp.zeros((R, decode_slots), bool)], axis=1),
+        index=cache.index,
+    )
+    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+    first = sample_tokens(rep(logits, 0), step_keys, params)
+    return DecodeState(big, first, rep(lengths, 0), keys, jnp.ones((), jnp.int32))
+
+
+def chunk(model: Decoder, state: DecodeState, k: int, params: SamplingParams) -> tuple[DecodeState, jax.Array]:
+    """Feed the last tokens and sample k more per row: returns the new state and tokens [R, k]."""
+
+    def step(s: DecodeState, _: None) -> tuple[DecodeState, jax.Array]:
+        R = s.tokens.shape[0]
+        logits, cache = model(s.tokens[:, None], s.positions[:, None], jnp.ones((R, 1), bool), s.cache)
+        step_keys = jax.vmap(lambda key: jax.random.fold_in(key, s.t))(s.keys)
+        nxt = sample_tokens(logits[:, 0], step_keys, params)
+        return DecodeState(cache, nxt, s.positions + 1, s.keys, s.t + 1), nxt
+
+    state, tokens = jax.lax.scan(step, state, None, length=k)
+    return state, tokens.T

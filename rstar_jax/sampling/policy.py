@@ -1,0 +1,248 @@
+"""`FlaxPolicy`: the `interfaces.Policy` of the search, on the Flax decoder with prefix-cached prefill.
+
+    policy = FlaxPolicy(decoder, tokenizer, SamplingParams(temperature=0.7), pool_slots=65536)
+    steps = policy.generate(prompts, n=16, stop=["<end_of_step>", "<end_of_code>"], max_tokens=1024, seed=seeds)
+    policy.cache.stats.hit_rate      # share of prompt tokens served from the prefix cache
+
+One call: prompts are tokenized, cut into micro-batches of at most `max_rows // n` prompts, and for each
+micro-batch one jitted prefill (cached prefixes gathered from the KV pool, new tokens written into it),
+then jitted chunks of `chunk` decode steps. The host receives `[R, chunk]` tokens per chunk, with one chunk
+always in flight, checks stop strings (`stops.StopScanner`) and stops launching chunks once every row is
+finished. Static shapes come from power-of-two buckets (prompts per batch, cached and new prompt lengths,
+decode length), so a long search compiles a handful of programs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rstar_jax.interfaces import Step
+from rstar_jax.models import Decoder
+from rstar_jax.sampling import decode, kv_pool
+from rstar_jax.sampling.decode import SamplingParams, row_keys
+from rstar_jax.sampling.prefix_cache import PrefixCache
+from rstar_jax.sampling.stops import StopScanner
+
+
+def seed_to_u32(seed: int) -> int:
+    """A request seed (any Python int) folded to the uint32 a JAX key is made from."""
+    s = int(seed) & 0xFFFFFFFFFFFFFFFF
+    return (s ^ (s >> 32)) & 0xFFFFFFFF
+
+
+def default_eos_ids(config: Any, tokenizer: Any) -> tuple[int, ...]:
+    """EOS ids from the model config (int or list) and the tokenizer's eos token."""
+    ids = config.eos_token_id
+    found = set(ids if isinstance(ids, tuple) else () if ids is None else (ids,))
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        found.add(int(tokenizer.eos_token_id))
+    return tuple(sorted(found))
+
+
+def _prefill_impl(
+    graphdef: Any,
+    state: Any,
+    pool: kv_pool.KVPool,
+    batch: kv_pool.PrefillBatch,
+    seeds: jax.Array,
+    n: int,
+    decode_slots: int,
+    params: SamplingParams,
+) -> tuple[decode.DecodeState, kv_pool.KVPool]:
+    """Prefill B prompts over their cached prefixes and sample each row's first token (seeds [B] uint32)."""
+    model = nnx.merge(graphdef, state)
+    hidden, cache, pool = kv_pool.prefill(model.trunk, pool, batch)
+    logits = model.logits(hidden[:, None])[:, 0]  # [B, V]
+    keys = row_keys(seeds, n)
+    return decode.start(logits, cache, batch.lengths, keys, n, decode_slots, params), pool
+
+
+def _chunk_impl(
+    graphdef: Any, state: Any, dstate: decode.DecodeState, k: int, params: SamplingParams
+) -> tuple[decode.DecodeState, jax.Array]:
+    return decode.chunk(nnx.merge(graphdef, state), dstate, k, params)
+
+
+# Module-level programs: policies over the same model architecture share their compilations.
+_PREFILL = jax.jit(
+    _prefill_impl, static_argnames=("graphdef", "n", "decode_slots", "params"), donate_argnames=("pool",)
+)
+_CHUNK = jax.jit(_chunk_impl, static_argnames=("graphdef", "k", "params"), donate_argnames=("dstate",))
+
+
+class FlaxPolicy:
+    """Samples reasoning steps with the Flax decoder (implements `interfaces.Policy`).
+
+    Args:
+      model: the policy `Decoder` (any dtype; placed where it is).
+      tokenizer: its Hugging Face tokenizer (prompts are encoded with the tokenizer's default special tokens,
+        as vLLM does).
+      sampling: temperature / top-p / top-k (temperature 0 is greedy); default: plain sampling at T = 1.
+      pool_slots: prefix-cache capacity in tokens (KV pool [L, pool_slots, K, H] on the device).
+      max_rows: at most this many rows (prompts x n) decode together.
+      chunk: decode steps per jitted chunk (a power of two); the host checks stop strings once per chunk.
+      eos_ids: ids that end a sample; default: the config's and tokenizer's EOS.
+    """
+
+    def __init__(
+        self,
+        model: Decoder,
+        tokenizer: Any,
+        sampling: SamplingParams | None = None,
+        *,
+        pool_slots: int = 32768,
+        max_rows: int = 256,
+        chunk: int = 16,
+        eos_ids: Sequence[int] | None = None,
+    ):
+        if chunk < 1 or chunk & (chunk - 1):
+            raise ValueError(f"FlaxPolicy: chunk={chunk} must be a power of two")
+        self.config = model.config
+        self.tokenizer = tokenizer
+        self.sampling = sampling if sampling is not None else SamplingParams()
+        self.max_rows = max_rows
+        self.chunk = chunk
+        self.eos_ids = tuple(default_eos_ids(model.config, tokenizer) if eos_ids is None else eos_ids)
+        self._graphdef, self._state = nnx.split(model)
+        self.cache = PrefixCache(pool_slots)
+        self.pool = kv_pool.KVPool.init(model.config, pool_slots)
+
+    def generate(
+        self, prompts: Sequence[str], n: int, stop: Sequence[str], max_tokens: int, seed: Sequence[int]
+    ) -> list[list[Step]]:
+        """B prompts -> B lists of n `Step`s (see `interfaces.Policy.generate`)."""
+        if not prompts:
+            return []
+        ids = [list(x) for x in self.tokenizer(list(prompts))["input_ids"]]
+        rows = self.run(ids, n, stop, max_tokens, seed)
+        return [[s.step for s in r if s.step is not None] for r in rows]
+
+    def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], n: int, max_tokens: int, seed: Sequence[int]
+    ) -> list[list[list[int]]]:
+        """Token-level generation: B prompts of ids -> B lists of n generated id lists (EOS excluded)."""
+        return [[s.tokens for s in r] for r in self.run(prompt_ids, n, (), max_tokens, seed)]
+
+    def run(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        n: int,
+        stop: Sequence[str],
+        max_tokens: int,
+        seed: Sequence[int],
+    ) -> list[list[StopScanner]]:
+        """The finished `StopScanner` of every (prompt, sample), in prompt order."""
+        if len(seed) != len(prompt_ids):
+            raise ValueError(f"FlaxPolicy: {len(prompt_ids)} prompts but {len(seed)} seeds (one per prompt)")
+        if n < 1 or max_tokens < 1:
+            raise ValueError(f"FlaxPolicy: n={n} and max_tokens={max_tokens} must be >= 1")
+        for i, p in enumerate(prompt_ids):
+            if not len(p) or len(p) + max_tokens > self.config.max_position_embeddings:
+                raise ValueError(
+                    f"FlaxPolicy: prompt {i} has {len(p)} tokens; with max_tokens={max_tokens} it must fit "
+                    f"max_position_embeddings={self.config.max_position_embeddings} and be non-empty"
+                )
+        per_batch = max(1, self.max_rows // n)
+        out: list[list[StopScanner]] = []
+        for lo in range(0, len(prompt_ids), per_batch):
+            hi = min(lo + per_batch, len(prompt_ids))
+            out.extend(self._run_batch(prompt_ids[lo:hi], n, stop, max_tokens, seed[lo:hi]))
+        return out
+
+    def _run_batch(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        n: int,
+        stop: Sequence[str],
+        max_tokens: int,
+        seed: Sequence[int],
+    ) -> list[list[StopScanner]]:
+        rows = kv_pool.bucket(len(prompt_ids), minimum=1)
+        batch = kv_pool.plan_prefill(self.cache, prompt_ids, rows)
+        seeds = np.zeros((rows,), np.uint32)
+        seeds[: len(seed)] = [seed_to_u32(s) for s in seed]
+        steps = max_tokens - 1  # the first token comes from the prefill
+        k, decode_slots = self.decode_shape(max_tokens)
+        window = self.config.sliding_window
+        width = batch.prefix_slots.shape[1] + batch.tokens.shape[1] + decode_slots
+        if window is not None and width > window:
+            self.cache.release()
+            raise ValueError(
+                f"FlaxPolicy: a {width}-slot cache exceeds the model's sliding_window={window}; the padded cache "
+                "layout measures the window in slots, so send shorter prompts or a smaller max_tokens"
+            )
+        try:
+            dstate, self.pool = _PREFILL(
+                self._graphdef,
+                self._state,
+                self.pool,
+                batch,
+                jnp.asarray(seeds),
+                n=n,
+                decode_slots=decode_slots,
+                params=self.sampling,
+            )
+        finally:
+            self.cache.release()
+        scanners = [
+            [StopScanner(self.tokenizer, stop, self.eos_ids, max_tokens, p) for _ in range(n)] for p in prompt_ids
+        ]
+        flat = [s for row in scanners for s in row]
+        self._feed(flat, np.asarray(dstate.tokens)[:, None])
+        in_flight: list[jax.Array] = []
+        for _ in range(-(-steps // k) if steps else 0):
+            if all(s.done for s in flat):
+                break
+            dstate, toks = _CHUNK(self._graphdef, self._state, dstate, k=k, params=self.sampling)
+            in_flight.append(toks)
+            if len(in_flight) == 2:
+                self._feed(flat, np.asarray(in_flight.pop(0)))
+        for toks in in_flight:
+            self._feed(flat, np.asarray(toks))
+        return scanners
+
+    def clear_cache(self) -> None:
+        """Forget every cached prefix (e.g. when a problem's tree is done); the pool memory is kept."""
+        self.cache = PrefixCache(self.cache.num_slots)
+
+    def decode_shape(self, max_tokens: int) -> tuple[int, int]:
+        """(tokens per chunk, decode slots G) for a token limit: short steps decode in shorter chunks."""
+        steps = max_tokens - 1  # the first token comes from the prefill
+        k = min(self.chunk, kv_pool.bucket(steps, minimum=1))
+        return k, kv_pool.bucket(steps, minimum=k)
+
+    def compile_seconds(self, prompt_ids: Sequence[Sequence[int]], n: int, max_tokens: int) -> tuple[float, float]:
+        """Ahead-of-time compile time (prefill, one decode chunk) of the programs `run` would use on these
+        prompts with an empty prefix cache; compiles without running and without touching the cache."""
+        k, decode_slots = self.decode_shape(max_tokens)
+        scratch = PrefixCache(sum(map(len, prompt_ids)) + 1)
+        batch = kv_pool.plan_prefill(scratch, prompt_ids, kv_pool.bucket(len(prompt_ids), minimum=1))
+        seeds = jnp.zeros((batch.lengths.shape[0],), jnp.uint32)
+        static = dict(n=n, decode_slots=decode_slots, params=self.sampling)
+        start = time.perf_counter()
+        _PREFILL.lower(self._graphdef, self._state, self.pool, batch, seeds, **static).compile()
+        prefill_s = time.perf_counter() - start
+        dstate = jax.eval_shape(
+            lambda st, pool, b, sd: _prefill_impl(self._graphdef, st, pool, b, sd, **static)[0],
+            self._state,
+            self.pool,
+            batch,
+            seeds,
+        )
+        start = time.perf_counter()
+        if decode_slots:
+            _CHUNK.lower(self._graphdef, self._state, dstate, k=k, params=self.sampling).compile()
+        return prefill_s, time.perf_counter() - start
+
+    @staticmethod
+    def _feed(scanners: list[StopScanner], tokens: np.ndarray) -> None:
+        """tokens [R_padded, k]: row r of the real rows goes to scanners[r]."""
+        for s, row in zip(scanners, tokens, strict=False):
+            s.feed(row)
