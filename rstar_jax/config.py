@@ -27,6 +27,7 @@ __all__ = [
     "SearchConfig",
     "ToyBand",
     "ToyConfig",
+    "TrainConfig",
     "UnvisitedRule",
     "to_dict",
     "validate",
@@ -130,6 +131,27 @@ class GradingConfig:
 
 
 @dataclasses.dataclass(slots=True)
+class TrainConfig:
+    """The optax training loop shared by SFT, PPM, ORM and PQM (rstar_jax/train)."""
+
+    steps: int = _field(1000, "optimizer steps (each one = `accum_steps` micro-batches)", ge=1)
+    batch_size: int = _field(8, "sequences (SFT) or pairs (PPM / ORM) per micro-batch", ge=1)
+    accum_steps: int = _field(1, "micro-batches accumulated per optimizer step", ge=1)
+    max_length: int = _field(2048, "tokens per sequence; longer examples are cut (SFT: tail, PPM: head kept)", ge=8)
+    learning_rate: float = _field(7e-6, "peak AdamW learning rate", gt=0.0)
+    warmup_steps: int = _field(0, "linear warmup steps from 0 to the peak", ge=0)
+    decay: str = _field("linear", "decay after warmup: 'linear' or 'cosine' (to 0 at `steps`)")
+    weight_decay: float = _field(0.1, "AdamW decoupled weight decay", ge=0.0)
+    max_grad_norm: float = _field(1.0, "global gradient-norm clip; 0 = off", ge=0.0)
+    compute_dtype: str = _field("bfloat16", "activation / matmul dtype: 'bfloat16' or 'float32' (params stay fp32)")
+    eval_every: int = _field(0, "evaluate on the held-out split every N steps; 0 = only at the end", ge=0)
+    eval_fraction: float = _field(0.05, "held-out fraction of the examples", ge=0.0, le=0.5)
+    save_every: int = _field(100, "checkpoint every N steps (and at the end)", ge=1)
+    log_every: int = _field(10, "console / metrics.jsonl line every N steps", ge=1)
+    seed: int = _field(42, "data order, held-out split and value-head init")
+
+
+@dataclasses.dataclass(slots=True)
 class RunConfig:
     """One rstar_jax run: what `python -m launch.evolve --config=...` executes."""
 
@@ -143,6 +165,7 @@ class RunConfig:
     search: SearchConfig = _section(SearchConfig)
     execution: ExecutionConfig = _section(ExecutionConfig)
     grading: GradingConfig = _section(GradingConfig)
+    train: TrainConfig = _section(TrainConfig)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

@@ -1,9 +1,10 @@
 """The hostile battery: model-written programs that try to escape, hang, exhaust or corrupt the executor.
 
 The whole battery runs as one batch (in parallel, like the search does); each case then checks its status
-and, where it matters, its output. Afterwards: the test process is unharmed, the sentinel files outside the
-executor's temporary directories are unchanged, no program process survives, and a normal program still
-runs correctly.
+and, where it matters, its output. It runs twice: with LEAN + HEAVY zygotes (the default; stdlib-only
+programs run in the LEAN one) and with HEAVY zygotes only. Afterwards: the test process is unharmed, the
+sentinel files outside the executor's temporary directories are unchanged, no program process survives,
+and a normal program still runs correctly.
 """
 
 from __future__ import annotations
@@ -258,14 +259,14 @@ def _program_processes(work_root: str, exclude: set[int]) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="module")
-def battery(sentinel: str):
+@pytest.fixture(scope="module", params=[True, False], ids=["lean_and_heavy", "heavy_only"])
+def battery(sentinel: str, request: pytest.FixtureRequest):
     os.environ["RSTAR_TEST_SECRET"] = SECRET
     before = _snapshot(sentinel)
     cases = _cases(sentinel, os.getpid())
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
     cwd = os.getcwd()
-    with Executor(timeout_s=TIMEOUT_S, memory_mb=256, workers=2, tmpfs_mb=64) as ex:
+    with Executor(timeout_s=TIMEOUT_S, memory_mb=256, workers=2, tmpfs_mb=64, lean_zygotes=request.param) as ex:
         results = ex.run_batch([c.code for c in cases])
         state = {
             "after_results": ex.run_batch(

@@ -6,7 +6,8 @@
         [result] = ex.run_batch([build_program(step_texts)])
         result.ok, result.output, result.error, result.seconds, result.status
 
-Modules: `executor` (the public pool and its dispatcher threads), `worker` (parent-side zygote handle),
+Modules: `executor` (the public pool and its dispatcher threads), `routing` (LEAN or HEAVY zygote per program),
+`worker` (parent-side zygote handle),
 `zygote` (pre-warmed fork server), `child` (confinement and program semantics inside one forked child),
 `sandbox` (namespaces, Landlock, capabilities), `seccomp` (the BPF filter), `result` (ExecResult and output
 post-processing), `program` (step texts -> program), `protocol` (message framing).

@@ -6,9 +6,14 @@
 Each program runs in its own child process forked from a pre-warmed zygote (`zygote.py`), confined by the
 layers listed in `Executor.protections` (see `sandbox.py`); the caller's process never executes model code.
 
-Dispatch: one thread per zygote takes programs from a shared queue and, while the queue holds work for every
-zygote, keeps a second program queued on its zygote, so the zygote forks the next child without waiting for
-the parent to wake up. A zygote
+Slots: each of the `workers` slots holds a HEAVY zygote (the `preload` modules imported) and, by default, a
+LEAN one (stdlib only, forks ~3x cheaper); `routing.route` sends a program that imports nothing outside the
+standard library to the LEAN one. Both run the same child code under the same protections, so results do
+not depend on the flavour (see `routing.py`). A slot runs one program at a time.
+
+Dispatch: one thread per slot takes programs from a shared queue and, while the queue holds work for every
+slot, keeps a second program of the same flavour queued on its zygote, so the zygote forks the next child
+without waiting for the parent to wake up. A zygote
 that dies or stops answering is killed and replaced; its in-flight programs are re-queued, and a program
 whose zygote died twice is reported as INFRA_ERROR. `run_batch` is thread-safe (callers share the queue) and
 runs identical programs of one batch once. `close()` (or leaving the `with` block, or interpreter exit)
@@ -20,6 +25,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import json
 import logging
 import os
 import queue
@@ -30,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rstar_jax.execution.result import ExecResult, ExecStatus
+from rstar_jax.execution.routing import Flavour, route
 from rstar_jax.execution.worker import Settings, WorkerDied, ZygoteHandle, shutdown
 
 _LOG = logging.getLogger("rstar_jax.execution")
@@ -43,6 +50,7 @@ DEFAULT_PRELOAD = ("numpy", "scipy", "sympy")
 class _Job:
     code: str
     future: concurrent.futures.Future
+    flavour: Flavour
     attempts: int = 0
 
 
@@ -69,7 +77,7 @@ class Executor:
       timeout_s: wall-clock limit per program (CPU seconds are capped at int(timeout_s) + 2).
       memory_mb: address-space budget per program, on top of the pre-warmed interpreter's own size.
       max_output_chars: output kept per program; longer output keeps head and tail around "...".
-      workers: zygote processes (programs that run in parallel); default: the number of CPU cores.
+      workers: slots (programs that run in parallel); default: the number of CPU cores.
       round_floats: reference post-processing: a whole-output float is rounded to 4 decimals.
       file_size_mb: cap on stdout/stderr and on any file a program writes (RLIMIT_FSIZE).
       tmpfs_mb: size of each zygote's private tmpfs holding the programs' working directories.
@@ -79,6 +87,8 @@ class Executor:
         warmed too). Every preloaded extension module makes each fork slower (page tables and mappings are
         copied per program): e.g. adding "scipy.optimize", "scipy.special" costs ~1 ms per program here,
         while a program importing scipy.optimize itself pays ~0.2 s.
+      lean_zygotes: give each slot a second, LEAN zygote (stdlib only) for programs that import nothing else
+        (`routing.route`); about 3x cheaper forks for them. No effect when `preload` is empty.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class Executor:
         int_max_str_digits: int = 100_000,
         max_program_chars: int = 200_000,
         preload: Sequence[str] = DEFAULT_PRELOAD,
+        lean_zygotes: bool = True,
     ) -> None:
         workers = workers if workers is not None else max(os.cpu_count() or 1, 1)
         positive = {
@@ -127,28 +138,46 @@ class Executor:
             max_program_chars=int(max_program_chars),
             preload=tuple(preload),
         )
+        self._flavour_settings = {Flavour.HEAVY: self._settings}
+        if lean_zygotes and self._settings.preload:
+            self._flavour_settings[Flavour.LEAN] = dataclasses.replace(self._settings, preload=())
+        self._lean = Flavour.LEAN in self._flavour_settings
         self._work_root = tempfile.mkdtemp(prefix="rstar_exec_")
-        self._zygotes: list[ZygoteHandle] = []
+        self._zygotes: list[ZygoteHandle] = []  # every live zygote (for shutdown)
+        self._slots: list[dict[Flavour, ZygoteHandle]] = []
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._closing = threading.Event()  # set by close() and by the exit-time finalizer
         self._finalizer = weakref.finalize(self, _finalize, self._closing, self._zygotes, self._work_root)
         try:
-            with concurrent.futures.ThreadPoolExecutor(workers) as starter:
-                self._zygotes.extend(
-                    starter.map(lambda _: ZygoteHandle(self._settings, self._work_root), range(workers))
+            slots = [list(self._flavour_settings) for _ in range(workers)]
+            with concurrent.futures.ThreadPoolExecutor(workers * len(self._flavour_settings)) as starter:
+                started = [[starter.submit(self._start, flavour) for flavour in slot] for slot in slots]
+                self._slots.extend(
+                    {flavour: future.result() for flavour, future in zip(slot, futures, strict=True)}
+                    for slot, futures in zip(slots, started, strict=True)
                 )
+            reported = {json.dumps(z.protections, sort_keys=True) for z in self._zygotes}
+            if len(reported) != 1:
+                raise RuntimeError(f"rstar_jax.execution.Executor: zygotes report different protections: {reported}")
         except BaseException:
             self._finalizer()
             raise
-        self.protections: dict[str, Any] = dict(self._zygotes[0].protections)
+        self.protections: dict[str, Any] = dict(self._slots[0][Flavour.HEAVY].protections)
         self._log_protections()
         self._threads = [
-            threading.Thread(target=self._dispatch, args=(z,), name=f"rstar-exec-{i}", daemon=True)
-            for i, z in enumerate(self._zygotes)
+            threading.Thread(target=self._dispatch, args=(i,), name=f"rstar-exec-{i}", daemon=True)
+            for i in range(len(self._slots))
         ]
         for thread in self._threads:
             thread.start()
+
+    def _start(self, flavour: Flavour) -> ZygoteHandle:
+        """Start one zygote of `flavour` and register it for shutdown."""
+        zygote = ZygoteHandle(self._flavour_settings[flavour], self._work_root)
+        with self._lock:
+            self._zygotes.append(zygote)
+        return zygote
 
     def _log_protections(self) -> None:
         p = self.protections
@@ -169,9 +198,9 @@ class Executor:
         return self._work_root
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the live zygotes (for tests and monitoring)."""
+        """Process ids of the live zygotes, slot by slot, HEAVY before LEAN (for tests and monitoring)."""
         with self._lock:
-            return [z.proc.pid for z in self._zygotes]
+            return [z.proc.pid for slot in self._slots for z in slot.values()]
 
     def run_batch(self, programs: Sequence[str]) -> list[ExecResult]:
         """Run every program; results in the same order. Identical programs run once (results shared)."""
@@ -190,11 +219,15 @@ class Executor:
                     error = f"program too long ({len(program)} > {limit} chars)"
                     future.set_result(ExecResult(False, "", error, 0.0, ExecStatus.EXCEPTION))
                 else:
-                    self._jobs.put(_Job(program, future))
+                    self._jobs.put(_Job(program, future, route(program) if self._lean else Flavour.HEAVY))
         return [futures[program].result() for program in programs]
 
-    def _dispatch(self, zygote: ZygoteHandle) -> None:
-        """Dispatcher thread: feed `zygote` from the job queue, resolve futures, replace it when it dies."""
+    def _dispatch(self, slot: int) -> None:
+        """Dispatcher thread of `slot`: feed its zygotes from the job queue, resolve futures, replace the dead.
+
+        Programs in flight all share one flavour (one zygote), so the slot runs one program at a time.
+        """
+        zygotes = self._slots[slot]
         inflight: collections.deque[_Job] = collections.deque()
         stopping = False
         while True:
@@ -209,31 +242,34 @@ class Executor:
                 if inflight and self._jobs.qsize() < len(self._threads):
                     self._jobs.put(job)  # little work left: leave it to idle dispatchers (no head-of-line wait)
                     break
+                if inflight and job.flavour is not inflight[0].flavour:
+                    self._jobs.put(job)  # the other zygote of this slot: never two programs at once per slot
+                    break
                 if inflight and sum(len(j.code) for j in inflight) + len(job.code) > _PIPE_BUDGET:
                     self._jobs.put(job)  # too large to queue behind the others without risking a full pipe
                     break
+                inflight.append(job)
                 try:
-                    zygote.send(job.code)
-                    inflight.append(job)
+                    zygotes[job.flavour].send(job.code)
                 except WorkerDied:
-                    inflight.append(job)
                     break
             if not inflight:
                 if stopping:
                     return
                 continue
+            flavour = inflight[0].flavour
             try:
-                result = _to_result(zygote.receive())
+                result = _to_result(zygotes[flavour].receive())
             except (WorkerDied, KeyError, ValueError, TypeError) as exc:
                 died = exc if isinstance(exc, WorkerDied) else WorkerDied(f"rstar_jax.execution: bad reply: {exc!r}")
-                zygote = self._recover(zygote, inflight, died)
-                if zygote is None:
+                if not self._recover(slot, flavour, inflight, died):
                     return
                 continue
             inflight.popleft().future.set_result(result)
 
-    def _recover(self, dead: ZygoteHandle, inflight: collections.deque[_Job], exc: WorkerDied) -> ZygoteHandle | None:
-        """Re-queue or fail the in-flight jobs of a dead zygote and start its replacement (None if closed)."""
+    def _recover(self, slot: int, flavour: Flavour, inflight: collections.deque[_Job], exc: WorkerDied) -> bool:
+        """Re-queue or fail the in-flight jobs of a dead zygote and start its replacement (False if closed)."""
+        dead = self._slots[slot][flavour]
         dead.kill()
         for job in inflight:
             job.attempts += 1
@@ -244,21 +280,22 @@ class Executor:
                 self._jobs.put(job)
         inflight.clear()
         if self._closing.is_set():
-            return None
+            return False
         _LOG.warning("%s; replacing it", exc)
         try:
-            fresh = ZygoteHandle(self._settings, self._work_root)
+            fresh = ZygoteHandle(self._flavour_settings[flavour], self._work_root)
         except (WorkerDied, OSError) as start_exc:
             _LOG.error("rstar_jax.execution: could not start a replacement zygote: %s", start_exc)
-            return dead if not self._closing.is_set() else None  # retry on the next job (its send fails fast)
+            return not self._closing.is_set()  # retry on the next job (its send fails fast)
         with self._lock:
             if self._closing.is_set():
                 fresh.kill()
                 fresh.release()
-                return None
+                return False
             self._zygotes[self._zygotes.index(dead)] = fresh
+            self._slots[slot][flavour] = fresh
         dead.release()
-        return fresh
+        return True
 
     def close(self) -> None:
         """Kill all zygotes and running programs; idempotent.

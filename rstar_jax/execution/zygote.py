@@ -6,7 +6,8 @@ scrubbed environment. At start-up it
 2. enters a private network + mount namespace and mounts a size-capped tmpfs over its work root, where the
    kernel allows it;
 3. pre-imports the configured modules (default numpy, scipy, sympy; warms sympy's caches), so children
-   start hot;
+   start hot; a zygote without numpy (the LEAN flavour, `routing.py`) seeds numpy.random when a program
+   imports it, so every program sees the same random state in either flavour;
 4. probes, in a throw-away child, which per-child layers the kernel accepts (capability drop, Landlock,
    seccomp) and reports them, with the namespace layers, in its "ready" message on fd 1.
 Then, per request {"code": str} on fd 0, it forks a child (`child.run_child`), waits for it with a wall-clock
@@ -19,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import importlib.abc
+import importlib.machinery
 import json
 import os
 import select
@@ -34,8 +37,40 @@ from rstar_jax.execution.result import ExecStatus, finalize_output
 _REPORT_CAP = 1 << 16
 
 
+class _SeedingLoader(importlib.abc.Loader):
+    """Wraps the loader of `numpy.random`: seeds the legacy global RandomState right after the import."""
+
+    def __init__(self, inner: importlib.abc.Loader) -> None:
+        self.inner = inner
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.inner.exec_module(module)
+        module.seed(0)
+
+    def __getattr__(self, name: str) -> Any:  # resource readers etc. of the wrapped loader
+        return getattr(self.inner, name)
+
+
+class _SeedNumpyOnImport(importlib.abc.MetaPathFinder):
+    """Meta-path finder of a zygote without numpy preloaded: a program importing numpy gets the same
+    `numpy.random` state (seed 0) as in a zygote that preloaded it (numpy seeds itself from the OS)."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "numpy.random":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SeedingLoader(spec.loader)
+        return spec
+
+
 def _preload(modules: list[str]) -> None:
-    """Import `modules` (plus the small stdlib math modules) and warm sympy's caches when it is among them."""
+    """Import `modules` (plus the small stdlib math modules) and warm sympy's caches when it is among them.
+
+    Without numpy among them, `_SeedNumpyOnImport` seeds numpy.random when a program imports it."""
     for name in ("math", "cmath", "fractions", "decimal", "itertools", "functools", "collections", "statistics"):
         importlib.import_module(name)
     for name in modules:
@@ -53,6 +88,8 @@ def _preload(modules: list[str]) -> None:
         sympy.N(sympy.pi, 10)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed(0)  # every child starts from this state (numpy does not reseed on fork)
+    else:
+        sys.meta_path.insert(0, _SeedNumpyOnImport())
 
 
 def _probe_child(abi: int, work_root: str, readable: tuple[tuple[str, bool], ...], write_fd: int) -> int:

@@ -5,6 +5,10 @@ Shape legend:
   N  node capacity per tree (static; node 0 is the root, node ids are allocated in creation order)
   K  maximum children per node (= samples per expansion)
 
+`expand` creates all children of a node at once, so they have consecutive ids: `children[s]` is
+`children[s, 0], children[s, 0] + 1, ...` (`num_children[s]` of them). Selection relies on this and reads a
+node's children as one contiguous window.
+
 Only numbers live here; step texts, executor outputs and answers live host-side, indexed by node id.
 Statistics follow the reference's `MCTSNode` (rstar_reference.md Part B §4.1): `visit_count` N, `value_sum` W
 (Q = W / N, 0 when N = 0) and `value`, the FIRST value the node ever received.

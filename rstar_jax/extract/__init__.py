@@ -1,0 +1,34 @@
+"""Training data from search trees: SFT records, PPM preference pairs, difficulty classes, round dedup.
+
+from rstar_jax.extract import extract_round, write_json
+data = extract_round(read_records("round1/trees.jsonl"), seen=previous.seen)
+write_json("round1/sft.json", data.sft)      # [{"query", "response", "id"}]
+write_json("round1/ppm.json", data.pairs)    # [{"prompt", "pos", "neg", "pos_count", "neg_count", "id"}]
+"""
+
+from rstar_jax.extract.data import (
+    RoundData,
+    extract_round,
+    orm_pairs,
+    ppm_pairs,
+    pqm_values,
+    sft_records,
+    write_json,
+)
+from rstar_jax.extract.trees import Difficulty, Node, Trajectory, build_tree, classify, trajectories
+
+__all__ = [
+    "Difficulty",
+    "Node",
+    "RoundData",
+    "Trajectory",
+    "build_tree",
+    "classify",
+    "extract_round",
+    "orm_pairs",
+    "ppm_pairs",
+    "pqm_values",
+    "sft_records",
+    "trajectories",
+    "write_json",
+]

@@ -1,0 +1,125 @@
+"""Tokenised examples as fixed-shape numpy arrays, and the deterministic, resumable micro-batch stream.
+
+Every view (SFT, PPM pairs, ORM pairs, PQM values) becomes an `Examples`: a dict of `[N, ...]` arrays plus the
+problem id of each example. The stream visits the examples epoch by epoch, each epoch in its own permutation
+drawn from (seed, epoch), so micro-batch k is a pure function of (seed, k): resuming at a data position needs
+nothing but k. Sequences are right-padded to a fixed `max_length` (one compiled shape).
+
+Shapes: N examples, T = max_length, A micro-batches per optimizer step, B examples per micro-batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from rstar_jax.search.steps import build_prompt
+
+__all__ = ["Encoder", "Examples", "pair_examples", "sft_examples", "value_examples"]
+
+Encoder = Callable[[str], list[int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """arrays: name -> `[N, ...]`; ids: the problem id of each of the N examples."""
+
+    arrays: dict[str, np.ndarray]
+    ids: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def split(self, fraction: float, seed: int) -> tuple[Examples, Examples]:
+        """(train, held-out) with about `fraction` of the examples held out (at least 1 when fraction > 0)."""
+        n_eval = 0 if fraction <= 0 else max(1, round(len(self) * fraction))
+        order = np.random.default_rng([seed, 7]).permutation(len(self))
+        return self.take(order[n_eval:]), self.take(order[:n_eval])
+
+    def take(self, index: np.ndarray) -> Examples:
+        return Examples({k: v[index] for k, v in self.arrays.items()}, tuple(self.ids[i] for i in index))
+
+    def micro_batches(self, start: int, count: int, batch: int, seed: int) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Micro-batches start .. start+count-1 of the stream, stacked: arrays `[A=count, B=batch, ...]`."""
+        if len(self) == 0:
+            raise ValueError("rstar_jax/train/batches.py: no training examples")
+        n = len(self)
+        positions = np.arange(start * batch, (start + count) * batch)
+        index = np.empty_like(positions)
+        for epoch in np.unique(positions // n):
+            sel = positions // n == epoch
+            index[sel] = np.random.default_rng([seed, int(epoch)]).permutation(n)[positions[sel] % n]
+        out = {k: v[index].reshape(count, batch, *v.shape[1:]) for k, v in self.arrays.items()}
+        return out, [self.ids[i] for i in index]
+
+    def eval_batches(self, batch: int) -> list[dict[str, np.ndarray]]:
+        """The held-out examples in order, `[1, B, ...]` each; the last batch wraps around to fill B."""
+        n = len(self)
+        chunks = [np.arange(s, s + batch) % n for s in range(0, n, batch)]
+        return [{k: v[idx][None] for k, v in self.arrays.items()} for idx in chunks]
+
+
+def _pad(seqs: Sequence[list[int]], length: int, dtype: Any = np.int32) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pads to `[N, T]` tokens and the `[N, T]` bool mask of real tokens."""
+    tokens = np.zeros((len(seqs), length), dtype)
+    mask = np.zeros((len(seqs), length), bool)
+    for i, s in enumerate(seqs):
+        tokens[i, : len(s)] = s
+        mask[i, : len(s)] = True
+    return tokens, mask
+
+
+def sft_examples(records: Sequence[dict[str, Any]], encode: Encoder, eos_id: int, max_length: int) -> Examples:
+    """`{query, response}` records -> tokens, mask `[N, T]` and `loss_mask [N, T]` (response tokens + EOS only).
+
+    The prompt is Part A's one-newline template (`build_prompt`); prompt and response are encoded separately and
+    concatenated, the response followed by EOS; an over-long example keeps its head (as the reference does).
+    """
+    seqs, prompt_lens = [], []
+    for r in records:
+        prompt, response = encode(build_prompt(r["query"], ())), encode(r["response"]) + [eos_id]
+        if len(prompt) >= max_length:
+            raise ValueError(
+                f"rstar_jax/train/batches.py: record {r.get('id')!r}: prompt of {len(prompt)} tokens leaves no "
+                f"room for the response within max_length={max_length}"
+            )
+        seqs.append((prompt + response)[:max_length])
+        prompt_lens.append(len(prompt))
+    tokens, mask = _pad(seqs, max_length)
+    loss_mask = mask & (np.arange(max_length)[None, :] >= np.asarray(prompt_lens)[:, None])
+    return Examples({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, tuple(str(r["id"]) for r in records))
+
+
+def pair_examples(records: Sequence[dict[str, Any]], encode: Encoder, max_length: int) -> Examples:
+    """`{prompt, pos, neg, pos_count, neg_count}` -> pos/neg tokens and masks `[N, T]`, `weight [N]`.
+
+    weight = 1 / (pos_count · neg_count) (1 / (pos_count + neg_count) if a count is 0, as the reference).
+    Sequences are `ids(prompt) + ids(step)` cut to `max_length` keeping the head.
+    """
+    pos, neg, weight = [], [], []
+    for r in records:
+        p = encode(r["prompt"])
+        pos.append((p + encode(r["pos"]))[:max_length])
+        neg.append((p + encode(r["neg"]))[:max_length])
+        n_pos, n_neg = int(r["pos_count"]), int(r["neg_count"])
+        weight.append(1.0 / (n_pos * n_neg) if n_pos and n_neg else 1.0 / max(n_pos + n_neg, 1))
+    pos_tokens, pos_mask = _pad(pos, max_length)
+    neg_tokens, neg_mask = _pad(neg, max_length)
+    arrays = {
+        "pos_tokens": pos_tokens,
+        "pos_mask": pos_mask,
+        "neg_tokens": neg_tokens,
+        "neg_mask": neg_mask,
+        "weight": np.asarray(weight, np.float32),
+    }
+    return Examples(arrays, tuple(str(r["id"]) for r in records))
+
+
+def value_examples(records: Sequence[dict[str, Any]], encode: Encoder, max_length: int) -> Examples:
+    """`{text, q, id}` (PQM view: a prefix ending at a step, and that step's Q) -> tokens, mask, `target [N]`."""
+    tokens, mask = _pad([encode(r["text"])[:max_length] for r in records], max_length)
+    target = np.asarray([float(r["q"]) for r in records], np.float32)
+    return Examples({"tokens": tokens, "mask": mask, "target": target}, tuple(str(r["id"]) for r in records))

@@ -1,0 +1,219 @@
+"""The one training loop shared by SFT, PPM, ORM and PQM: optax AdamW, a jitted sharded step, orbax resume.
+
+    module, summary = train(model, sft_loss, examples, cfg=run.train, workdir="round1/sft", mesh=mesh)
+
+State = fp32 master params (a pure dict) + optax state + step. One optimizer step scans over `accum_steps`
+micro-batches (`[A, B, ...]` arrays) summing gradients, averages them, clips the global norm and applies AdamW
+with warmup then linear or cosine decay. The step is `jax.jit`-ed with the state donated and explicit in/out
+shardings from the model's logical axes (`models/sharding.py`) on `mesh`, called under `jax.set_mesh(mesh)`;
+the loss runs on a copy of the params cast to `cfg.compute_dtype` (bf16 by default).
+
+A non-finite loss or gradient norm raises `NonFiniteError` with the step number and the batch's problem ids
+before anything is saved. Checkpoints (`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold
+params, opt_state and `extra = {"step", "micro_batches"}`; a rerun restores the latest one and continues at
+exactly that step and data position (micro-batch k of the stream depends only on (seed, k)), so an
+interrupted run ends with the same parameters as an uninterrupted one. Metrics go to the console (absl log),
+the progress bar and `<workdir>/metrics.jsonl` (one JSON object per logged step; no TensorBoard writer is
+installed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from rstar_jax.checkpoint import Checkpointer
+from rstar_jax.config import TrainConfig
+from rstar_jax.models import MeshConfig, logical_to_spec, make_mesh, state_shardings
+from rstar_jax.progress import Progress
+from rstar_jax.train.batches import Examples
+
+__all__ = ["LossFn", "NonFiniteError", "TrainState", "make_optimizer", "train"]
+
+LossFn = Callable[[Any, dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+class NonFiniteError(FloatingPointError):
+    """A training step produced a non-finite loss or gradient."""
+
+
+class TrainState(NamedTuple):
+    """params: pure dict of fp32 arrays; opt_state: optax state; step: [] int32."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Clip by global norm, then AdamW (decoupled weight decay) on warmup + linear / cosine decay to 0."""
+    decay_steps = max(cfg.steps - cfg.warmup_steps, 1)
+    if cfg.decay == "linear":
+        decay = optax.linear_schedule(cfg.learning_rate, 0.0, decay_steps)
+    elif cfg.decay == "cosine":
+        decay = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps)
+    else:
+        raise ValueError(f"rstar_jax/train/loop.py: config.train.decay={cfg.decay!r}; use 'linear' or 'cosine'")
+    warmup = optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1))
+    schedule = optax.join_schedules([warmup, decay], [cfg.warmup_steps]) if cfg.warmup_steps else decay
+    clip = optax.clip_by_global_norm(cfg.max_grad_norm) if cfg.max_grad_norm > 0 else optax.identity()
+    return optax.chain(clip, optax.adamw(schedule, weight_decay=cfg.weight_decay))
+
+
+def _graphdef(model: nnx.Module, dtype: str) -> Any:
+    """The graph of `model` rebuilt with `param_dtype=dtype` (activations follow the params' dtype)."""
+    cls, config = type(model), model.config.replace(param_dtype=dtype)
+    return nnx.graphdef(nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(0))))
+
+
+def _batch_shardings(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, NamedSharding]:
+    """`[A, B, ...]` arrays: B over (data, fsdp) when it divides, everything else replicated."""
+    return {
+        k: NamedSharding(mesh, logical_to_spec((None, "act_batch") + (None,) * (v.ndim - 2), v.shape, mesh))
+        for k, v in arrays.items()
+    }
+
+
+def _step_fn(graphdef: Any, loss_fn: LossFn, tx: optax.GradientTransformation, dtype: Any) -> Callable:
+    def loss_of(params: Any, micro: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+        compute = jax.tree.map(lambda p: p.astype(dtype), params)
+        return loss_fn(nnx.merge(graphdef, compute), micro)
+
+    def step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+        def one(acc: Any, micro: dict[str, jax.Array]) -> tuple[Any, tuple[jax.Array, dict[str, jax.Array]]]:
+            (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params, micro)
+            return jax.tree.map(jnp.add, acc, grads), (loss, aux)
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        grads, (losses, aux) = jax.lax.scan(one, zeros, batch)
+        n = jax.tree.leaves(batch)[0].shape[0]
+        grads = jax.tree.map(lambda g: g / n, grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": losses.mean(), "grad_norm": optax.tree.norm(grads)}
+        metrics |= {k: v.mean() for k, v in aux.items()}
+        return TrainState(params, opt_state, state.step + 1), metrics
+
+    return step
+
+
+def _eval_fn(graphdef: Any, loss_fn: LossFn, dtype: Any) -> Callable:
+    def evaluate(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        compute = jax.tree.map(lambda p: p.astype(dtype), params)
+        loss, aux = loss_fn(nnx.merge(graphdef, compute), jax.tree.map(lambda x: x[0], batch))
+        return {"loss": loss, **aux}
+
+    return evaluate
+
+
+def _log(path: str, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(
+    model: nnx.Module,
+    loss_fn: LossFn,
+    examples: Examples,
+    *,
+    cfg: TrainConfig,
+    workdir: str | os.PathLike,
+    eval_examples: Examples | None = None,
+    mesh: Mesh | None = None,
+) -> tuple[nnx.Module, dict[str, float]]:
+    """Trains `model` (a `Decoder` or `PPM`) on `examples` with `loss_fn` for `cfg.steps` steps (module docstring).
+
+    Args:
+      model: the initial module; its params become the fp32 master copy (the module itself is not changed).
+      loss_fn: `(module, micro-batch) -> (loss, metrics)`, see `rstar_jax/train/losses.py`.
+      examples: the training view; `eval_examples`: the held-out view (evaluated every `cfg.eval_every` steps
+        and at the end).
+      workdir: checkpoints and `metrics.jsonl`; a rerun resumes from its latest checkpoint.
+      mesh: a (data, fsdp, tensor) mesh; default one device.
+
+    Returns:
+      (the trained module in fp32, the final metrics: last train step and `eval_*`).
+    """
+    mesh = mesh or make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
+    os.makedirs(workdir, exist_ok=True)
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    dtype = jnp.dtype(cfg.compute_dtype)
+    compute_graph, master_graph = _graphdef(model, cfg.compute_dtype), _graphdef(model, "float32")
+    tx = make_optimizer(cfg)
+    A, B = cfg.accum_steps, cfg.batch_size
+    param_sh = nnx.to_pure_dict(state_shardings(nnx.state(model), mesh))
+    with jax.set_mesh(mesh):
+        to_master = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(jnp.float32), p), out_shardings=param_sh)
+        params = to_master(nnx.to_pure_dict(nnx.state(model)))  # fp32 copy written straight into its shards
+        opt_state = jax.jit(tx.init)(params)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state_sh = TrainState(param_sh, jax.tree.map(lambda x: x.sharding, opt_state), replicated)
+    state = TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), replicated))
+    sample, _ = examples.micro_batches(0, A, B, cfg.seed)
+    batch_sh = _batch_shardings(sample, mesh)
+    step_jit = jax.jit(
+        _step_fn(compute_graph, loss_fn, tx, dtype),
+        donate_argnums=0,
+        in_shardings=(state_sh, batch_sh),
+        out_shardings=(state_sh, replicated),
+    )
+    eval_jit = jax.jit(_eval_fn(compute_graph, loss_fn, dtype), out_shardings=replicated)
+
+    def run_eval(params: Any) -> dict[str, float]:
+        if eval_examples is None or len(eval_examples) == 0:
+            return {}
+        batches = eval_examples.eval_batches(B)
+        with jax.set_mesh(mesh):
+            outs = [jax.device_get(eval_jit(params, jax.device_put(b, _batch_shardings(b, mesh)))) for b in batches]
+        return {f"eval_{k}": float(np.mean([o[k] for o in outs])) for k in outs[0]}
+
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=cfg.save_every, async_save=False)
+    start = 0
+    if ckpt.latest_step() is not None:
+        target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state[:2], state_sh[:2])
+        restored = ckpt.restore(params_target=target[0], opt_state_target=target[1])
+        start = int(restored.extra["step"])
+        if restored.extra["micro_batches"] != start * A:
+            raise ValueError(f"{ckpt.directory}: checkpoint data position {restored.extra} != step x accum_steps {A}")
+        step_arr = jax.device_put(jnp.asarray(start, jnp.int32), replicated)
+        state = TrainState(restored.params, restored.opt_state, step_arr)
+        logging.info("rstar_jax/train: resumed from %s at step %d", ckpt.directory, start)
+    last: dict[str, float] = {}
+    with Progress(total=cfg.steps, desc="train", unit="step") as bar, ckpt:
+        bar.update(start)
+        for step in range(start, cfg.steps):
+            arrays, ids = examples.micro_batches(step * A, A, B, cfg.seed)
+            with jax.set_mesh(mesh):
+                state, metrics = step_jit(state, jax.device_put(arrays, batch_sh))
+            last = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if not (math.isfinite(last["loss"]) and math.isfinite(last["grad_norm"])):
+                raise NonFiniteError(
+                    f"rstar_jax/train/loop.py: step {step + 1}: non-finite loss={last['loss']} or "
+                    f"grad_norm={last['grad_norm']}; problem ids of the batch: {sorted(set(ids))}"
+                )
+            done = step + 1
+            if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+                last |= run_eval(state.params)
+            if done % cfg.log_every == 0 or done == cfg.steps or any(k.startswith("eval_") for k in last):
+                _log(metrics_path, {"step": done, **last})
+                logging.info("rstar_jax/train step %d: %s", done, {k: round(v, 5) for k, v in last.items()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            extra = {"step": done, "micro_batches": done * A}
+            ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=done == cfg.steps)
+            last = {k: v for k, v in last.items() if not k.startswith("eval_")}
+    evals = run_eval(state.params)
+    if evals:
+        _log(metrics_path, {"step": cfg.steps, **evals})
+    return nnx.merge(master_graph, state.params), last | evals
