@@ -30,6 +30,7 @@ setup(
         "chex>=0.1.92",
         "numpy>=2.2",
         "scipy>=1.15",
+        "matplotlib>=3.11.2",
     ],
     extras_require={
         # torch: the CPU build on disk here; an unpinned torch pulls several GB of CUDA wheels.

@@ -3,18 +3,28 @@
 Round 1 bootstraps with terminal-guided MCTS and 8 rollouts (the reference ships 48 by mistake); round 2 uses the
 round-1 policy, terminal-guided, 16 rollouts; rounds 3 and 4 add the previous round's PPM (q0 initialisation), 16
 rollouts. Sampling temperature and the consecutive-error threshold follow the reference's bootstrap and
-round-2-to-4 configs. Without `data.train_file` the toy domain stands in for the training problems.
+round-2-to-4 configs. Without `data.train_file` the toy domain stands in for the training problems; with it,
+`model.base` names the base checkpoint (HF directory, e.g. Qwen2.5-Math-7B) and `model.bootstrap` or
+`model.endpoint` the round-1 policy.
 """
 
-from rstar_jax.config import RunConfig, SearchConfig
+from rstar_jax.config import EvolveConfig, RunConfig, SearchConfig, TrainConfig
+
+# rstar_reference.md Part B §9: SFT 128 sequences per step, PPM 512 pairs per step, 2 epochs, lr 7e-6, linear decay.
+SFT = TrainConfig(epochs=2.0, batch_size=32, accum_steps=4, max_length=2048, learning_rate=7e-6, weight_decay=0.1)
+PPM = TrainConfig(epochs=2.0, batch_size=128, accum_steps=4, max_length=2048, learning_rate=7e-6, weight_decay=0.0)
 
 
 def round_config(r: int) -> RunConfig:
+    """Round r of the recipe; all four share `workdir/paper`, so round r reads round r-1's policy and PPM there."""
     bootstrap = r == 1
     return RunConfig(
-        workdir=f"workdir/round{r}",
+        workdir="workdir/paper",
         first_round=r,
         last_round=r,
+        evolve=EvolveConfig(bootstrap_rollouts=8, unsolved_rollouts=64, ppm_from_round=3, eval_samples=16),
+        sft=SFT,
+        ppm=PPM,
         search=SearchConfig(
             rollouts=8 if bootstrap else 16,
             samples_per_expansion=12,

@@ -14,7 +14,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = cli.parsed_config(_CONFIG)
-    pipeline.run(cfg, program="evolve")
+    try:
+        pipeline.run(cfg, program="evolve")
+    except pipeline.StageRefused as e:
+        raise cli.UsageExit(str(e)) from None
 
 
 if __name__ == "__main__":

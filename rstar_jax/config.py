@@ -7,7 +7,9 @@ overrides and raises `ConfigError` naming the key, the value and what is allowed
 validation: library code never mutates it.
 
 Sections: `data` (problem files, benchmarks), `toy` (the embedded toy domain), `search` (MCTS), `execution` (the
-code executor), `grading` (answer checking), plus run-level fields (seed, workdir, rounds).
+code executor), `grading` (answer checking), `model` (checkpoints and the toy's tiny decoder), `teacher` (the toy
+bootstrap teacher), `evolve` (the round recipe), `sft` and `ppm` (the two training loops), plus run-level fields
+(seed, workdir, rounds).
 """
 
 import dataclasses
@@ -21,10 +23,14 @@ from typing import Any
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "EvolveConfig",
     "ExecutionConfig",
     "GradingConfig",
+    "ModelSetup",
     "RunConfig",
     "SearchConfig",
+    "SftInit",
+    "TeacherConfig",
     "ToyBand",
     "ToyConfig",
     "TrainConfig",
@@ -43,6 +49,14 @@ class UnvisitedRule(enum.StrEnum):
 
     ZERO = "zero"
     INF = "inf"
+
+
+class SftInit(enum.StrEnum):
+    """Where a round's policy SFT starts: `base` (the paper: the base model every round) or `previous` (the
+    previous round's policy; round 1 starts from the base either way)."""
+
+    BASE = "base"
+    PREVIOUS = "previous"
 
 
 class ToyBand(enum.StrEnum):
@@ -132,9 +146,10 @@ class GradingConfig:
 
 @dataclasses.dataclass(slots=True)
 class TrainConfig:
-    """The optax training loop shared by SFT, PPM, ORM and PQM (rstar_jax/train)."""
+    """The optax training loop shared by SFT, PPM, ORM and PQM (rstar_jax/train): sections `sft` and `ppm`."""
 
     steps: int = _field(1000, "optimizer steps (each one = `accum_steps` micro-batches)", ge=1)
+    epochs: float = _field(0.0, "when > 0: steps = ceil(epochs x examples / (batch_size x accum_steps))", ge=0.0)
     batch_size: int = _field(8, "sequences (SFT) or pairs (PPM / ORM) per micro-batch", ge=1)
     accum_steps: int = _field(1, "micro-batches accumulated per optimizer step", ge=1)
     max_length: int = _field(2048, "tokens per sequence; longer examples are cut (SFT: tail, PPM: head kept)", ge=8)
@@ -152,6 +167,53 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(slots=True)
+class TeacherConfig:
+    """The toy domain's scripted bootstrap teacher (round 1), playing the paper's 236B model."""
+
+    wrong_operand: float = _field(0.12, "rate of steps with a wrong number in the expression", ge=0.0, le=1.0)
+    wrong_operation: float = _field(0.08, "rate of steps with a swapped operator", ge=0.0, le=1.0)
+    code_error: float = _field(0.05, "rate of steps whose code raises at run time", ge=0.0, le=1.0)
+    answer_error: float = _field(0.02, "rate of answer steps that miscopy the printed result", ge=0.0, le=1.0)
+
+
+@dataclasses.dataclass(slots=True)
+class ModelSetup:
+    """The models of a run: the base checkpoint, the round-1 bootstrap policy, and the toy's tiny decoder."""
+
+    base: str = _field("", "HF directory of the base model SFT starts from; '' = toy: a tiny decoder from scratch")
+    bootstrap: str = _field("", "round-1 policy: HF directory; '' = the toy teacher (toy) or `base` (real data)")
+    endpoint: str = _field("", "round-1 policy served by an OpenAI-compatible completions API, e.g. http://h:8000/v1")
+    endpoint_model: str = _field("", "model name sent to `endpoint`")
+    dtype: str = _field("float32", "parameter dtype of loaded models for search: 'float32' or 'bfloat16'")
+    pool_slots: int = _field(65536, "prefix-cache capacity of the sampling engine, in tokens", ge=256)
+    max_rows: int = _field(256, "rows (prompts x samples) decoded together", ge=1)
+    tiny_vocab: int = _field(512, "toy: BPE vocabulary size trained on the domain", ge=64)
+    tiny_hidden: int = _field(128, "toy: decoder width", ge=8)
+    tiny_layers: int = _field(4, "toy: decoder layers", ge=1)
+    tiny_heads: int = _field(4, "toy: attention heads", ge=1)
+    tiny_kv_heads: int = _field(2, "toy: key/value heads", ge=1)
+    tiny_intermediate: int = _field(384, "toy: MLP width", ge=8)
+    tiny_max_positions: int = _field(512, "toy: maximum sequence length", ge=64)
+
+
+@dataclasses.dataclass(slots=True)
+class EvolveConfig:
+    """The self-evolution recipe around the search (rstar_reference.md Part A "rounds")."""
+
+    bootstrap_rollouts: int = _field(8, "round-1 (bootstrap) MCTS rollouts; later rounds use search.rollouts", ge=1)
+    unsolved_rollouts: int = _field(64, "round 4: extra rollouts with new seeds for still-unsolved problems", ge=0)
+    ppm_from_round: int = _field(3, "first round whose search uses the previous round's PPM (q0 init)", ge=2)
+    sft_init: SftInit = _field(SftInit.BASE, "where each round's policy SFT starts")
+    sft_per_problem: int = _field(2, "SFT trajectories kept per problem (top by mean Q)", ge=1)
+    pair_margin: float = _field(0.5, "minimum Q margin of a PPM step pair", ge=0.0)
+    eval_samples: int = _field(8, "trajectories per held-out problem for votes, best-of-N and MCTS rollouts", ge=1)
+    eval_problems: int = _field(0, "held-out problems evaluated per round; 0 = all", ge=0)
+    eval_temperature: float = _field(0.8, "sampling temperature of the evaluation's sampled trajectories", ge=0.0)
+    fixed_policy_eval: bool = _field(True, "also evaluate each PPM with the round-1 policy fixed (paper Table 4)")
+    force: bool = _field(False, "rerun finished stages whose inputs changed instead of refusing")
+
+
+@dataclasses.dataclass(slots=True)
 class RunConfig:
     """One rstar_jax run: what `python -m launch.evolve --config=...` executes."""
 
@@ -160,12 +222,17 @@ class RunConfig:
     first_round: int = _field(1, "first self-evolution round to run", ge=1, le=4)
     last_round: int = _field(1, "last self-evolution round to run", ge=1, le=4)
     progress_bars: bool = _field(True, "show progress bars (rate and ETA) on long loops")
+    run_rounds: bool = _field(True, "run the self-evolution rounds after the data stages (false: data only)")
     data: DataConfig = _section(DataConfig)
     toy: ToyConfig = _section(ToyConfig)
     search: SearchConfig = _section(SearchConfig)
     execution: ExecutionConfig = _section(ExecutionConfig)
     grading: GradingConfig = _section(GradingConfig)
-    train: TrainConfig = _section(TrainConfig)
+    model: ModelSetup = _section(ModelSetup)
+    teacher: TeacherConfig = _section(TeacherConfig)
+    evolve: EvolveConfig = _section(EvolveConfig)
+    sft: TrainConfig = _section(TrainConfig)
+    ppm: TrainConfig = _section(TrainConfig)
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

@@ -8,7 +8,9 @@ Stages that exist so far:
 3. `verify`: on the toy domain, every problem's intended computation is written as rStar code steps, executed
    in the sandboxed executor and graded against the gold answer: an end-to-end check of data, executor and
    grader before any model time is spent.
-A summary goes to `<workdir>/report.json`.
+4. the self-evolution rounds `first_round..last_round` (`rstar_jax.evolve`): base model, then per round trees,
+   extraction, policy SFT, PPM, evaluation and report, each stage with a manifest and resumable.
+A summary goes to `<workdir>/report.json`; the rounds' report to `<workdir>/report/report.md`.
 """
 
 import dataclasses
@@ -21,13 +23,10 @@ from absl import logging
 from rstar_jax import data, toy
 from rstar_jax.config import RunConfig, to_dict
 from rstar_jax.data import Problem
+from rstar_jax.evolve.stages import StageRefused, diff_inputs
 from rstar_jax.workdir import RunDir, file_sha256, setup_logging, write_json
 
 __all__ = ["StageRefused", "prepare_problems", "run"]
-
-
-class StageRefused(RuntimeError):
-    """A finished stage's inputs differ from the current config; use a new workdir instead of mixing runs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +47,6 @@ def _problem_inputs(cfg: RunConfig) -> dict[str, Any]:
     return {"source": "toy", "toy": to_dict(cfg.toy)}
 
 
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(set(old) | set(new))
-        return [d for k in keys for d in _diff(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else k)]
-    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
-
-
 def prepare_problems(cfg: RunConfig, run_dir: RunDir) -> Splits:
     """Stage 1: writes (or reuses) `problems/{train,test}.jsonl`; the manifest is written last, as commit marker."""
     manifest_path = run_dir.problems / "manifest.json"
@@ -62,7 +54,7 @@ def prepare_problems(cfg: RunConfig, run_dir: RunDir) -> Splits:
     paths = {"train": run_dir.problems / "train.jsonl", "test": run_dir.problems / "test.jsonl"}
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        changed = _diff(manifest["inputs"], inputs)
+        changed = diff_inputs(manifest["inputs"], inputs)
         if changed:
             raise StageRefused(
                 f"{manifest_path} was made from other inputs ({'; '.join(changed)}); use a new config.workdir"
@@ -129,6 +121,20 @@ def run(cfg: RunConfig, *, program: str = "evolve") -> dict[str, Any]:
         from rstar_jax import verify  # the executor pool starts only when this stage runs
 
         summary["verify"] = verify.verify_toy_solutions(cfg, splits.train + splits.test)
+    if cfg.run_rounds:
+        summary.update(_rounds(cfg, run_dir, splits))
     write_json(run_dir.root / "report.json", summary)
     logging.info("summary: %s", json.dumps(summary))
     return summary
+
+
+def _rounds(cfg: RunConfig, run_dir: RunDir, splits: Splits) -> dict[str, Any]:
+    """Stage 4: the self-evolution rounds; returns the summary's `rounds` and `report` entries."""
+    from rstar_jax.evolve.run import run_rounds  # models and the sampling engine load only when rounds run
+
+    problems_digest = file_sha256(run_dir.problems / "manifest.json")
+    rounds = run_rounds(cfg, run_dir, splits.train, splits.test, problems_digest)
+    return {
+        "rounds": {str(m["round"]): {"system": m["system"], "coverage": m["coverage"]} for m in rounds},
+        "report": str(run_dir.root / "report" / "report.md"),
+    }

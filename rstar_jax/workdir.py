@@ -7,7 +7,7 @@ Layout (created by `RunDir.create`):
       logs/<program>.log        absl logging, also echoed to the console
       problems/                 train.jsonl, test.jsonl and their manifest
       round_<r>/
-        trees/  sft/  ppm/  checkpoints/  report/
+        trees/  data/  sft/  ppm/  eval/  report/   (see rstar_jax/evolve/rounds.py)
 
 Every file a stage publishes is written to a temporary sibling and renamed into place (`atomic_write_text`),
 so a killed run never leaves a half-written file under its final name.
@@ -26,7 +26,7 @@ from absl import logging as absl_logging
 
 __all__ = ["RoundDir", "RunDir", "atomic_write_text", "file_sha256", "setup_logging", "write_json"]
 
-ROUND_SUBDIRS = ("trees", "sft", "ppm", "checkpoints", "report")
+ROUND_SUBDIRS = ("trees", "data", "sft", "ppm", "eval", "report")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +48,12 @@ class RoundDir:
         return self.root / "ppm"
 
     @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
 
     @property
     def report(self) -> Path:

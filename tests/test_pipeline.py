@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _micro(tmp_path, **toy) -> RunConfig:
-    cfg = RunConfig(workdir=str(tmp_path / "wd"), first_round=1, last_round=2, progress_bars=False)
+    cfg = RunConfig(workdir=str(tmp_path / "wd"), first_round=1, last_round=2, progress_bars=False, run_rounds=False)
     cfg.toy = ToyConfig(seed=3, train_per_band=toy.get("train", 4), test_per_band=toy.get("test", 2))
     cfg.execution.workers = 1
     return validate(cfg)
@@ -69,7 +69,8 @@ def test_train_file_source(tmp_path):
 
 
 def test_demo_command_end_to_end(tmp_path):
-    """The README's demo entry point on a shrunken tiny config, as a subprocess."""
+    """The README's demo entry point on a shrunken tiny config, data stages only (tests/test_evolve_loop.py runs
+    the rounds), as a subprocess."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -80,6 +81,7 @@ def test_demo_command_end_to_end(tmp_path):
             "--config.toy.train_per_band=3",
             "--config.toy.test_per_band=2",
             "--noconfig.progress_bars",
+            "--noconfig.run_rounds",
         ],
         cwd=ROOT,
         capture_output=True,

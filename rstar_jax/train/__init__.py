@@ -7,21 +7,26 @@ policy, summary = train.train(policy, train.sft_loss, fit, cfg=cfg.train, workdi
 """
 
 from rstar_jax.train.batches import Encoder, Examples, pair_examples, sft_examples, value_examples
+from rstar_jax.train.fit import Kind, fit, load_policy, split_by_problem
 from rstar_jax.train.loop import LossFn, NonFiniteError, TrainState, make_optimizer, train
 from rstar_jax.train.losses import bradley_terry_loss, pqm_loss, sft_loss
 
 __all__ = [
     "Encoder",
     "Examples",
+    "Kind",
     "LossFn",
     "NonFiniteError",
     "TrainState",
     "bradley_terry_loss",
+    "fit",
+    "load_policy",
     "make_optimizer",
     "pair_examples",
     "pqm_loss",
     "sft_examples",
     "sft_loss",
+    "split_by_problem",
     "train",
     "value_examples",
 ]

@@ -1,0 +1,169 @@
+"""A round's evaluation on held-out problems: greedy, majority vote, best-of-N and PPM-guided MCTS at equal samples.
+
+    results = evaluate(problems, models=round_models, cfg=cfg, executor=executor, grader=grader, out_dir=...)
+
+Methods (none reads the ground truth; it is used only to grade the final answers):
+- `greedy`: one trajectory at temperature 0 (paper Table 3, the policy's pass@1);
+- `majority_vote`, `best_of_n`: `evolve.eval_samples` trajectories per problem at `evolve.eval_temperature`,
+  the SAME trajectories for both: the most frequent answer, and the answer of the trajectory the PPM scores
+  highest;
+- `mcts_ppm`: test-mode MCTS with `evolve.eval_samples` rollouts (so as many sampled trajectories as the votes),
+  the highest-valued answer leaf (paper Table 6 for the round's policy and PPM);
+- `ppm_fixed_policy`: the same MCTS with the round-1 policy (paper Table 4), when given.
+
+Each method's predictions go to `<out_dir>/<method>.json` (`[{id, answer, correct, band}]`) as soon as it
+finishes; a rerun after a kill reuses the finished methods. Counts are per band (`problem.extra["band"]`, or
+`all` only) as `{band: {"correct", "total"}}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from absl import logging
+
+from rstar_jax.config import RunConfig
+from rstar_jax.data import Problem
+from rstar_jax.interfaces import Policy, ValueModel
+from rstar_jax.search import Grader, SearchMode, is_correct, read_records, run_search, sample_trajectories
+from rstar_jax.search.baselines import group_answers
+from rstar_jax.search.driver import Runner
+from rstar_jax.search.steps import derive_seed
+from rstar_jax.workdir import write_json
+
+__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate"]
+
+METHODS = ("greedy", "majority_vote", "best_of_n", "mcts_ppm", "ppm_fixed_policy")
+Counts = dict[str, dict[str, int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalModels:
+    """The models of one round's evaluation; policies are built lazily (loading and compiling take time)."""
+
+    greedy_policy: Callable[[], Policy]
+    sampling_policy: Callable[[], Policy]
+    search_policy: Callable[[], Policy]
+    ppm: Callable[[], ValueModel]
+    fixed_search_policy: Callable[[], Policy] | None = None
+
+
+def band_counts(problems: Sequence[Problem], correct: Sequence[bool]) -> Counts:
+    """`{band: {"correct", "total"}, "all": ...}` (bands from `extra["band"]` when present)."""
+    out: Counts = {}
+    for problem, ok in zip(problems, correct, strict=True):
+        band = problem.extra.get("band")
+        for key in (band, "all") if band else ("all",):
+            entry = out.setdefault(str(key), {"correct": 0, "total": 0})
+            entry["correct"] += int(ok)
+            entry["total"] += 1
+    return out
+
+
+def _majority(answers: Sequence[str | None], grader: Grader) -> str | None:
+    kept = [a for a in answers if a is not None]
+    if not kept:
+        return None
+    groups = group_answers(kept, grader)
+    best = max(range(len(groups)), key=lambda g: (len(groups[g]), -g))  # first group wins ties
+    return kept[groups[best][0]]
+
+
+class _Evaluator:
+    def __init__(self, problems, models, cfg, executor, grader, out_dir):
+        self.problems, self.models, self.cfg = list(problems), models, cfg
+        self.executor, self.grader, self.out_dir = executor, grader, Path(out_dir)
+        self.samples = cfg.evolve.eval_samples
+        self.seed = derive_seed("evaluate", cfg.seed)
+
+    def _save(self, method: str, answers: Sequence[str | None]) -> list[bool]:
+        correct = [is_correct(self.grader, a, p.answer) for p, a in zip(self.problems, answers, strict=True)]
+        rows = [
+            {"id": p.id, "answer": a, "correct": ok, "band": p.extra.get("band")}
+            for p, a, ok in zip(self.problems, answers, correct, strict=True)
+        ]
+        write_json(self.out_dir / f"{method}.json", rows)
+        return correct
+
+    def _load(self, method: str) -> list[bool] | None:
+        path = self.out_dir / f"{method}.json"
+        if not path.exists():
+            return None
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        if [r["id"] for r in rows] != [p.id for p in self.problems]:
+            return None
+        logging.info("evaluate: reusing %s", path)
+        return [bool(r["correct"]) for r in rows]
+
+    def _trajectories(self, policy: Policy, num: int) -> list[list[Any]]:
+        return sample_trajectories(
+            self.problems,
+            num,
+            cfg=self.cfg.search,
+            policy=policy,
+            executor=self.executor,
+            grader=self.grader,
+            run_seed=self.seed,
+        )
+
+    def greedy(self) -> list[bool]:
+        runs = self._trajectories(self.models.greedy_policy(), 1)
+        return self._save("greedy", [t[0].answer for t in runs])
+
+    def votes(self) -> tuple[list[bool], list[bool]]:
+        runs = self._trajectories(self.models.sampling_policy(), self.samples)
+        ppm = self.models.ppm()
+        scores = ppm.score([t.text for ts in runs for t in ts]).tolist()
+        majority, best = [], []
+        for i, ts in enumerate(runs):
+            majority.append(_majority([t.answer for t in ts], self.grader))
+            scored = [(t.answer, scores[i * self.samples + j]) for j, t in enumerate(ts) if t.answer is not None]
+            best.append(max(scored, key=lambda c: c[1])[0] if scored else None)
+        return self._save("majority_vote", majority), self._save("best_of_n", best)
+
+    def mcts(self, method: str, policy: Policy) -> list[bool]:
+        path = self.out_dir / f"{method}.trees.jsonl"
+        search_cfg = dataclasses.replace(self.cfg.search, rollouts=self.samples)
+        run_search(
+            self.problems,
+            path,
+            cfg=search_cfg,
+            mode=SearchMode.TEST,
+            policy=policy,
+            executor=self.executor,
+            grader=self.grader,
+            ppm=self.models.ppm(),
+            run_seed=self.seed,
+            progress=self.cfg.progress_bars,
+        )
+        best = {r["id"]: r["best_answer"] for r in read_records(path)}
+        return self._save(method, [best.get(p.id) for p in self.problems])
+
+
+def evaluate(
+    problems: Sequence[Problem],
+    *,
+    models: EvalModels,
+    cfg: RunConfig,
+    executor: Runner,
+    grader: Grader,
+    out_dir: str | Path,
+) -> dict[str, Counts]:
+    """Runs (or reuses) every method on `problems`; returns `{method: band counts}` (module docstring)."""
+    ev = _Evaluator(problems, models, cfg, executor, grader, out_dir)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    correct: dict[str, list[bool]] = {}
+    correct["greedy"] = ev._load("greedy") or ev.greedy()
+    majority, best = ev._load("majority_vote"), ev._load("best_of_n")
+    if majority is None or best is None:
+        majority, best = ev.votes()
+    correct["majority_vote"], correct["best_of_n"] = majority, best
+    correct["mcts_ppm"] = ev._load("mcts_ppm") or ev.mcts("mcts_ppm", models.search_policy())
+    if models.fixed_search_policy is not None:
+        fixed = ev._load("ppm_fixed_policy") or ev.mcts("ppm_fixed_policy", models.fixed_search_policy())
+        correct["ppm_fixed_policy"] = fixed
+    return {m: band_counts(ev.problems, c) for m, c in correct.items()}

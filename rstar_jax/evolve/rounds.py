@@ -1,0 +1,239 @@
+"""One self-evolution round: trees -> extract -> policy SFT -> PPM -> evaluate -> report, each a resumable stage.
+
+    metrics = run_round(ctx, r)
+
+Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`, see `stages`):
+
+    trees/     trees.jsonl (+ trees_unsolved.jsonl in round 4): one MCTS tree per training problem
+    data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A)
+    sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl)
+    ppm/       model/ (HF *ForSequenceClassification with the value head), run/
+    eval/      one JSON of predictions per method, MCTS tree files
+    report/    round_<r>.{md,json,png}
+
+Who searches (paper §3.4.2, Part A "rounds"): round 1 the bootstrap policy, terminal-guided, with
+`evolve.bootstrap_rollouts`; round r >= 2 the round r-1 policy with `search.rollouts`, and from round
+`evolve.ppm_from_round` on the round r-1 PPM initialises new children's Q. The last paper round (4) then
+searches the still-unsolved problems again with `evolve.unsolved_rollouts` rollouts and new seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from absl import logging
+
+from rstar_jax import extract
+from rstar_jax.config import RunConfig, SftInit, to_dict
+from rstar_jax.data import Problem
+from rstar_jax.evolve import evaluate as evaluation
+from rstar_jax.evolve.models import ModelCache, bootstrap_identity, bootstrap_policy
+from rstar_jax.evolve.stages import Stages, digest
+from rstar_jax.search import SearchMode, read_records, run_search
+from rstar_jax.search.driver import Runner
+from rstar_jax.search.grader import Grader
+from rstar_jax.search.steps import derive_seed
+from rstar_jax.train import Kind, fit
+from rstar_jax.workdir import RunDir, write_json
+
+__all__ = ["RoundContext", "run_round"]
+
+UNSOLVED_ROUND = 4
+
+
+@dataclasses.dataclass
+class RoundContext:
+    """What every round shares: config, run directory, problems, tools, the stage runner and the model cache."""
+
+    cfg: RunConfig
+    run_dir: RunDir
+    train: list[Problem]
+    test: list[Problem]
+    problems_digest: str
+    base_dir: Path
+    base_digest: str
+    executor: Runner
+    grader: Grader
+    stages: Stages
+    models: ModelCache
+
+
+def _solved(record: dict[str, Any]) -> bool:
+    """Whether a data-generation tree holds a correct answer leaf (value +1 against the ground truth)."""
+    return any(n.get("terminal_kind") == "answer" and n.get("value", 0.0) > 0 for n in record["rstar"].values())
+
+
+def _coverage(ctx: RoundContext, solved: set[str]) -> dict[str, dict[str, int]]:
+    return evaluation.band_counts(ctx.train, [p.id in solved for p in ctx.train])
+
+
+def _previous(ctx: RoundContext, r: int, stage: str) -> tuple[Path, dict[str, Any]]:
+    """A finished stage of round r - 1 (its directory and outputs), or a clear error when it is missing."""
+    stage_dir = getattr(ctx.run_dir.round(r - 1), stage)
+    outputs = ctx.stages.finished(stage_dir)
+    if outputs is None:
+        raise FileNotFoundError(
+            f"round {r} needs round {r - 1}'s {stage} stage, but {stage_dir / 'manifest.json'} is missing: run round "
+            f"{r - 1} first with the same config.workdir ({ctx.run_dir.root})"
+        )
+    return stage_dir, outputs
+
+
+def _trees(ctx: RoundContext, r: int) -> dict[str, Any]:
+    cfg, rd = ctx.cfg, ctx.run_dir.round(r)
+    rollouts = cfg.evolve.bootstrap_rollouts if r == 1 else cfg.search.rollouts
+    use_ppm = r >= cfg.evolve.ppm_from_round
+    inputs: dict[str, Any] = {
+        "problems": ctx.problems_digest,
+        "search": to_dict(cfg.search) | {"rollouts": rollouts},
+        "mode": (SearchMode.PPM_AUGMENTED if use_ppm else SearchMode.TERMINAL).value,
+        "seed": cfg.seed,
+        "unsolved_rollouts": cfg.evolve.unsolved_rollouts if r == UNSOLVED_ROUND else 0,
+    }
+    if r == 1:
+        inputs["policy"] = bootstrap_identity(cfg)
+    else:
+        inputs["policy"] = digest(_previous(ctx, r, "sft")[1])
+    if use_ppm:
+        inputs["ppm"] = digest(_previous(ctx, r, "ppm")[1])
+
+    def body() -> dict[str, Any]:
+        if r == 1:
+            policy = bootstrap_policy(cfg, ctx.train, ctx.models)
+        else:
+            policy = ctx.models.policy(_previous(ctx, r, "sft")[0] / "policy", cfg.search.temperature)
+        ppm = ctx.models.ppm(_previous(ctx, r, "ppm")[0] / "model") if use_ppm else None
+        mode = SearchMode.PPM_AUGMENTED if use_ppm else SearchMode.TERMINAL
+        common = dict(mode=mode, policy=policy, executor=ctx.executor, grader=ctx.grader, ppm=ppm)
+        path = rd.trees / "trees.jsonl"
+        search_cfg = dataclasses.replace(cfg.search, rollouts=rollouts)
+        seed = derive_seed("round", cfg.seed, r)
+        run_search(ctx.train, path, cfg=search_cfg, run_seed=seed, progress=cfg.progress_bars, **common)
+        records = list(read_records(path))
+        files = [path]
+        if inputs["unsolved_rollouts"]:
+            unsolved = [p for p in ctx.train if p.id not in {x["id"] for x in records if _solved(x)}]
+            extra = rd.trees / "trees_unsolved.jsonl"
+            logging.info("round %d: %d unsolved problems searched again", r, len(unsolved))
+            extra_cfg = dataclasses.replace(cfg.search, rollouts=inputs["unsolved_rollouts"])
+            extra_seed = derive_seed("round-unsolved", cfg.seed, r)
+            run_search(unsolved, extra, cfg=extra_cfg, run_seed=extra_seed, progress=cfg.progress_bars, **common)
+            records += list(read_records(extra))
+            files.append(extra)
+        solved = {x["id"] for x in records if _solved(x)}
+        return {
+            "files": files,
+            "counts": {"trees": len(records), "solved": len(solved)},
+            "metrics": {"coverage": _coverage(ctx, solved)},
+        }
+
+    return ctx.stages.run(rd.trees, f"round_{r}/trees", inputs, body)
+
+
+def _extract(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, Any]:
+    cfg, rd = ctx.cfg, ctx.run_dir.round(r)
+    data_dir = rd.data
+    inputs = {
+        "trees": digest(trees),
+        "margin": cfg.evolve.pair_margin,
+        "per_problem": cfg.evolve.sft_per_problem,
+    }
+
+    def body() -> dict[str, Any]:
+        records = []
+        for name in sorted(trees["files"]):
+            records += list(read_records(rd.trees / name))
+        data = extract.extract_round(records, margin=cfg.evolve.pair_margin, per_problem=cfg.evolve.sft_per_problem)
+        paths = [data_dir / "sft.json", data_dir / "pairs.json", data_dir / "stats.json"]
+        extract.write_json(paths[0], data.sft)
+        extract.write_json(paths[1], data.pairs)
+        write_json(paths[2], data.stats)
+        return {"files": paths, "counts": {"sft": len(data.sft), "pairs": len(data.pairs)}, "metrics": data.stats}
+
+    return ctx.stages.run(data_dir, f"round_{r}/extract", inputs, body)
+
+
+def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: tuple[Path, str]) -> dict[str, Any]:
+    cfg, rd = ctx.cfg, ctx.run_dir.round(r)
+    stage_dir = rd.sft if kind is Kind.SFT else rd.ppm
+    train_cfg = cfg.sft if kind is Kind.SFT else cfg.ppm
+    source = "sft.json" if kind is Kind.SFT else "pairs.json"
+    inputs = {"data": digest(data), "init": init[1], "train": to_dict(train_cfg), "kind": kind.value}
+
+    def body() -> dict[str, Any]:
+        records = json.loads((rd.data / source).read_text(encoding="utf-8"))
+        out = stage_dir / ("policy" if kind is Kind.SFT else "model")
+        summary = fit(
+            kind, records, init_dir=init[0], out_dir=out, cfg=train_cfg, workdir=stage_dir / "run", allow_empty=True
+        )
+        files = sorted(p for p in out.iterdir() if p.is_file())
+        return {"files": files, "counts": {"examples": int(summary["examples"])}, "metrics": summary}
+
+    return ctx.stages.run(stage_dir, f"round_{r}/{kind.value}", inputs, body)
+
+
+def _sft_init(ctx: RoundContext, r: int) -> tuple[Path, str]:
+    if r == 1 or ctx.cfg.evolve.sft_init is SftInit.BASE:
+        return ctx.base_dir, ctx.base_digest
+    stage_dir, outputs = _previous(ctx, r, "sft")
+    return stage_dir / "policy", digest(outputs)
+
+
+def _evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any]) -> dict[str, Any]:
+    cfg, rd = ctx.cfg, ctx.run_dir.round(r)
+    eval_dir = rd.eval
+    problems = ctx.test[: cfg.evolve.eval_problems or None]
+    fixed = cfg.evolve.fixed_policy_eval
+    round1_sft = ctx.run_dir.round(1).sft
+    inputs = {
+        "policy": digest(sft),
+        "ppm": digest(ppm),
+        "problems": [p.id for p in problems],
+        "evolve": {k: getattr(cfg.evolve, k) for k in ("eval_samples", "eval_temperature", "fixed_policy_eval")},
+        "search": to_dict(cfg.search),
+        "fixed_policy": digest(ctx.stages.finished(round1_sft) or {}) if fixed else None,
+    }
+
+    def body() -> dict[str, Any]:
+        policy_dir, ppm_dir = rd.sft / "policy", rd.ppm / "model"
+        m = ctx.models
+        models = evaluation.EvalModels(
+            greedy_policy=lambda: m.policy(policy_dir, 0.0),
+            sampling_policy=lambda: m.policy(policy_dir, cfg.evolve.eval_temperature),
+            search_policy=lambda: m.policy(policy_dir, cfg.search.temperature),
+            ppm=lambda: m.ppm(ppm_dir),
+            fixed_search_policy=(lambda: m.policy(round1_sft / "policy", cfg.search.temperature)) if fixed else None,
+        )
+        counts = evaluation.evaluate(
+            problems, models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader, out_dir=eval_dir
+        )
+        files = sorted(p for p in eval_dir.glob("*.json") if p.stem in evaluation.METHODS)
+        return {"files": files, "counts": {"problems": len(problems)}, "metrics": counts}
+
+    return ctx.stages.run(eval_dir, f"round_{r}/evaluate", inputs, body)
+
+
+def run_round(ctx: RoundContext, r: int) -> dict[str, Any]:
+    """Runs (or resumes, or skips) every stage of round `r`; returns the round's report metrics."""
+    logging.info("round %d: start", r)
+    trees = _trees(ctx, r)
+    data = _extract(ctx, r, trees)
+    sft = _train(ctx, r, Kind.SFT, data, _sft_init(ctx, r))
+    ppm = _train(ctx, r, Kind.PPM, data, (ctx.run_dir.round(r).sft / "policy", digest(sft)))
+    ev = _evaluate(ctx, r, sft, ppm)
+    methods = ev["metrics"]
+    names = ("trees", "extract", "sft", "ppm", "evaluate")
+    return {
+        "round": r,
+        "coverage": trees["metrics"]["coverage"],
+        "policy_greedy": methods.get("greedy"),
+        "ppm_fixed_policy": methods.get("ppm_fixed_policy"),
+        "system": methods.get("mcts_ppm"),
+        "methods": {"samples": ctx.cfg.evolve.eval_samples, **{k: methods.get(k) for k in evaluation.METHODS[:4]}},
+        "ppm_pair_accuracy": ppm["metrics"].get("eval_accuracy"),
+        "data": {"trees": trees["counts"]["trees"], "sft": data["counts"]["sft"], "pairs": data["counts"]["pairs"]},
+        "seconds": {n: ctx.stages.timings.get(f"round_{r}/{n}", 0.0) for n in names},
+    }
