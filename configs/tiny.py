@@ -1,11 +1,39 @@
 """python -m launch.evolve --config=configs/tiny.py
 
-The embedded default: the toy arithmetic domain, small enough for 2 CPU cores. It runs every stage that exists
-end to end on a fresh machine (`make demo`). Override any key on the command line, e.g.
+The embedded default (`make demo`): all four self-evolution rounds on the toy arithmetic domain on 2 CPU cores.
+Round 1 bootstraps with the scripted teacher (playing the paper's 236B model, with realistic mistakes); a tiny
+decoder (BPE tokenizer trained on the domain, trained from scratch) is fine-tuned every round on the round's best
+trajectories, a PPM is trained from it on Q-ranked step pairs, and rounds 3-4 search with the previous PPM.
+The report (`<workdir>/report/report.md`) shows the paper's tables at toy scale. Override any key, e.g.
 `--config.toy.train_per_band=50 --config.workdir=/tmp/tiny`.
 """
 
-from rstar_jax.config import ExecutionConfig, RunConfig, SearchConfig, ToyConfig
+from rstar_jax.config import (
+    EvolveConfig,
+    ExecutionConfig,
+    ModelSetup,
+    RunConfig,
+    SearchConfig,
+    SftInit,
+    TeacherConfig,
+    ToyConfig,
+    TrainConfig,
+)
+
+
+def _train(steps: int, lr: float) -> TrainConfig:
+    return TrainConfig(
+        steps=steps,
+        batch_size=32,
+        max_length=320,
+        learning_rate=lr,
+        warmup_steps=20,
+        weight_decay=0.0,
+        compute_dtype="float32",
+        eval_fraction=0.05,
+        save_every=50,
+        log_every=25,
+    )
 
 
 def get_config() -> RunConfig:
@@ -14,7 +42,30 @@ def get_config() -> RunConfig:
         workdir="workdir/tiny",
         first_round=1,
         last_round=4,
-        toy=ToyConfig(seed=0, train_per_band=200, test_per_band=50),
-        search=SearchConfig(rollouts=8, samples_per_expansion=4, max_depth=10, max_step_tokens=96, batch_problems=64),
+        toy=ToyConfig(seed=0, train_per_band=100, test_per_band=50),
+        model=ModelSetup(
+            tiny_vocab=512,
+            tiny_hidden=128,
+            tiny_layers=4,
+            tiny_heads=4,
+            tiny_kv_heads=2,
+            tiny_intermediate=384,
+            tiny_max_positions=512,
+            pool_slots=65536,
+            max_rows=512,
+        ),
+        teacher=TeacherConfig(wrong_operand=0.06, wrong_operation=0.04, code_error=0.03, answer_error=0.02),
+        search=SearchConfig(
+            rollouts=8, samples_per_expansion=4, max_depth=10, max_step_tokens=48, batch_problems=100, temperature=1.0
+        ),
+        evolve=EvolveConfig(
+            bootstrap_rollouts=8,
+            unsolved_rollouts=16,
+            eval_samples=8,
+            eval_temperature=1.0,
+            sft_init=SftInit.PREVIOUS,
+        ),
         execution=ExecutionConfig(timeout_s=5.0, memory_mb=512, workers=0),
+        sft=_train(300, 2e-3),
+        ppm=_train(150, 1e-3),
     )
