@@ -24,7 +24,15 @@ from typing import Any
 
 from absl import logging as absl_logging
 
-__all__ = ["RoundDir", "RunDir", "atomic_write_text", "file_sha256", "setup_logging", "write_json"]
+__all__ = [
+    "RoundDir",
+    "RunDir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "file_sha256",
+    "setup_logging",
+    "write_json",
+]
 
 ROUND_SUBDIRS = ("trees", "data", "sft", "ppm", "eval", "report")
 
@@ -92,20 +100,29 @@ class RunDir:
         return RoundDir(self.root / f"round_{r}")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` through a fsynced temporary file in the same directory and an atomic rename."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` through a fsynced temporary file in the same directory and an atomic rename.
+
+    The file gets mode 0644 like an ordinary output file (`mkstemp` creates 0600). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """`atomic_write_bytes` of UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

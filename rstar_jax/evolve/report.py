@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -24,6 +23,8 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from rstar_jax.workdir import atomic_write_bytes
 
 __all__ = ["TABLES", "METHODS", "Effect", "validate_metrics", "effects", "write_round_report",
            "write_cumulative_report"]  # fmt: skip
@@ -338,22 +339,6 @@ def _cumulative_pngs(ordered: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """Writes `data` to `path` through a fsynced temporary sibling and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # readable like an ordinary output file (mkstemp creates 0600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -364,9 +349,9 @@ def write_round_report(report_dir: str | os.PathLike, metrics: Mapping[str, Any]
     root = Path(report_dir)
     root.mkdir(parents=True, exist_ok=True)
     return {
-        "json": _atomic_write(root / f"round_{r}.json", _json_bytes(metrics)),
-        "md": _atomic_write(root / f"round_{r}.md", (_round_markdown(metrics) + "\n").encode("utf-8")),
-        "png": _atomic_write(root / f"round_{r}.png", _round_png(metrics)),
+        "json": atomic_write_bytes(root / f"round_{r}.json", _json_bytes(metrics)),
+        "md": atomic_write_bytes(root / f"round_{r}.md", (_round_markdown(metrics) + "\n").encode("utf-8")),
+        "png": atomic_write_bytes(root / f"round_{r}.png", _round_png(metrics)),
     }
 
 
@@ -388,9 +373,9 @@ def write_cumulative_report(report_dir: str | os.PathLike, rounds: Sequence[Mapp
     root = Path(report_dir)
     root.mkdir(parents=True, exist_ok=True)
     paths = {
-        "md": _atomic_write(root / "report.md", (_cumulative_markdown(ordered, found) + "\n").encode("utf-8")),
-        "json": _atomic_write(root / "report.json", _json_bytes(summary)),
+        "md": atomic_write_bytes(root / "report.md", (_cumulative_markdown(ordered, found) + "\n").encode("utf-8")),
+        "json": atomic_write_bytes(root / "report.json", _json_bytes(summary)),
     }
     for key, png in _cumulative_pngs(ordered).items():
-        paths[key] = _atomic_write(root / f"report_{key}.png", png)
+        paths[key] = atomic_write_bytes(root / f"report_{key}.png", png)
     return paths

@@ -79,10 +79,11 @@ class TreeKernels:
     @classmethod
     def build(cls, cfg: SearchConfig) -> TreeKernels:
         select = functools.partial(kernels.select_level, c_puct=cfg.c_puct, unvisited=cfg.unvisited)
+        options = kernels.JIT_OPTIONS
         return cls(
-            select=jax.jit(select, donate_argnums=0),
-            expand=jax.jit(kernels.expand, donate_argnums=0),
-            backup=jax.jit(kernels.backup, donate_argnums=0),
+            select=jax.jit(select, donate_argnums=0, compiler_options=options),
+            expand=jax.jit(kernels.expand, donate_argnums=0, compiler_options=options),
+            backup=jax.jit(kernels.backup, donate_argnums=0, compiler_options=options),
         )
 
 

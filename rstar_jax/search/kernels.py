@@ -1,12 +1,11 @@
 """Pure tree kernels with rStar semantics: select (UCT, one level or to a leaf), expand, backup.
 
-`expand` is written for ONE unbatched tree (fields `[N]`, `[N, K]`) and `jax.vmap`-ed over the B trees (legend
-in `tree.py`). Selection and backup are written batched on the flattened `[B*N]` fields (node s of tree b is entry
-`b * N + s`), all trees advancing together in one `while_loop`: a vmapped loop would select over every `[B, N]`
-statistic at each level, and 1-D in-range gathers (no clamping or wrap-around arithmetic) plus contiguous child
-windows cut the XLA:CPU ops per level (figures in benchmarks/bench_search.py). Nothing here is jitted: callers
-wrap with `jax.jit` (hyper-parameters bound with `functools.partial`, the tree donated), so every shape compiles
-once.
+`expand` is written for ONE unbatched tree (tables `[N, 2]`, `[N, 8]`) and `jax.vmap`-ed over the B trees
+(legend and table layout in `tree.py`). Selection and backup are written batched on the flattened tables
+(`[B*N, 2]`, `[B*N, 8]`; node s of tree b is row `b * N + s`), all trees advancing together in one
+`while_loop`: per level a tree reads one `links` row and one contiguous `[K, 2]` window of its children's
+`stats`. Nothing here is jitted: callers wrap with `jax.jit` (hyper-parameters bound with `functools.partial`,
+the tree donated), so every shape compiles once.
 
 Selection (rstar_reference.md Part A and Part B §4.2-4.3), from a node s:
 - s has children or is terminal: pick the non-terminal child maximising
@@ -15,123 +14,124 @@ Selection (rstar_reference.md Part A and Part B §4.2-4.3), from a node s:
   in creation order. No selectable child: s becomes terminal (`EXHAUSTED` unless it already was), result -1.
 - s has no children and is not terminal: the result is s itself (it is to be expanded).
 - s = -1 (inactive): -1.
+
+XLA:CPU notes (figures in benchmarks/bench_search.py): the scores of the K children are computed as K
+unrolled `[B]` steps (vectorised over trees, one fused op) rather than `[B, K]` + argmax, and one descent
+carries a single `[B]` int32 state (`_DONE` / pruned codes below) so that the fused scoring op has one
+consumer and is not duplicated into several outputs.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from rstar_jax.config import UnvisitedRule
-from rstar_jax.search.tree import TerminalKind, Tree
+from rstar_jax.search.tree import (
+    CODE,
+    COUNT,
+    DEPTH,
+    EXPANDED_BIT,
+    FIRST,
+    KIND,
+    PARENT,
+    PRIOR,
+    TERMINAL_BIT,
+    VALUE,
+    VISIT_SHIFT,
+    TerminalKind,
+    Tree,
+    W,
+    as_bits,
+    as_float,
+    encode,
+)
 
-__all__ = ["backup", "descend", "expand", "select_level"]
+__all__ = ["JIT_OPTIONS", "backup", "descend", "expand", "select_level"]
+
+# `jax.jit(..., compiler_options=JIT_OPTIONS)` for these kernels: on XLA:CPU, 512-bit vectors where the CPU has
+# them (the fused per-level scoring is vectorised over trees; ~10% of select + backup); ignored elsewhere.
+JIT_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
+
+_DONE = 1 << 30  # descent state: s in [0, _DONE) moving at node s; s >= _DONE stopped at s - _DONE;
+#                  -1 inactive; s <= -2 stopped after pruning node -(s + 2)
 
 
-def _take(flat: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
-    """`flat[index]` for in-range `index` (any shape) of a 1-D array: a plain gather, no wrap-around or clamp."""
-    dims = jax.lax.GatherDimensionNumbers(offset_dims=(), collapsed_slice_dims=(0,), start_index_map=(0,))
+def _block(table: jnp.ndarray, row: jnp.ndarray, rows: int, col: int, cols: int) -> jnp.ndarray:
+    """`[B, rows, cols]` blocks `table[row[b] : row[b] + rows, col : col + cols]` of a `[M, C]` table (in range)."""
+    dims = jax.lax.GatherDimensionNumbers(offset_dims=(1, 2), collapsed_slice_dims=(), start_index_map=(0, 1))
+    start = jnp.stack([row, jnp.full_like(row, col)], axis=1)
     mode = jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS
-    return jax.lax.gather(flat, index[..., None], dims, (1,), mode=mode)
+    return jax.lax.gather(table, start, dims, (rows, cols), mode=mode)
 
 
-def _windows(flat: jnp.ndarray, start: jnp.ndarray, width: int) -> jnp.ndarray:
-    """`[B, W]` slices `flat[start[b] : start[b] + W]` of a 1-D array (in range): one contiguous copy per row."""
-    dims = jax.lax.GatherDimensionNumbers(offset_dims=(1,), collapsed_slice_dims=(), start_index_map=(0,))
-    mode = jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS
-    return jax.lax.gather(flat, start[:, None], dims, (width,), mode=mode)
-
-
-@struct.dataclass
-class _Flat:
-    """The fields selection reads, flattened to `[B*N]` (`children` to `[B*N*K]`) so gathers are 1-D takes.
-
-    `base[b] = b * N` is the offset of tree b; node s of tree b is entry `base[b] + s`.
-    """
-
-    visit_count: jnp.ndarray
-    value_sum: jnp.ndarray
-    terminal: jnp.ndarray
-    children: jnp.ndarray
-    num_children: jnp.ndarray
-    base: jnp.ndarray
-
-    @classmethod
-    def of(cls, tree: Tree) -> _Flat:
-        b, n = tree.parent.shape
-        if b * n * tree.max_children >= 2**31:
-            raise ValueError(
-                f"rstar_jax/search/kernels.py: B * N * K = {b} * {n} * {tree.max_children} overflows the int32 "
-                "flat indices; search fewer problems per batch or with a smaller node capacity"
-            )
-        return cls(
-            visit_count=jnp.ravel(tree.visit_count),
-            value_sum=jnp.ravel(tree.value_sum),
-            terminal=jnp.ravel(tree.terminal),
-            children=jnp.ravel(tree.children),
-            num_children=jnp.ravel(tree.num_children),
-            base=jnp.arange(b, dtype=jnp.int32) * n,
-        )
-
-
-def _select_step(
-    tree: Tree, flat: _Flat, node: jnp.ndarray, done: jnp.ndarray, c_puct: float, unvisited: UnvisitedRule
-):
-    """One level of selection in every tree whose `done` is False (a finished tree keeps its node).
-
-    A node's children have consecutive ids (`expand` allocates them together), so the children of s are the
-    `num_children[s]` ids from `children[s, 0]`: their statistics are read as one `[B, W]` window per field,
-    W = min(K, N), starting at `clip(children[s, 0], 0, N - W)` (slots outside the children are masked).
-
-    Args:
-      node: `[B]` int32 current node, -1 for none.
-      done: `[B]` bool, trees not to move.
-
-    Returns:
-      (`[B]` next node, `[B]` bool the tree moved or stopped at a node to expand this level (not done),
-      `[B]` bool the node has no selectable child and is to be pruned).
-    """
-    capacity, k = tree.capacity, tree.max_children
-    width = min(k, capacity)
-    at = flat.base + jnp.clip(node, 0, capacity - 1)  # clipped: the gathers below skip bounds checks
-    first = _take(flat.children, at * k)  # [B] first child or UNUSED
-    count = _take(flat.num_children, at)
-    n_parent = _take(flat.visit_count, at).astype(jnp.float32)[:, None]  # [B, 1]
-    is_terminal = _take(flat.terminal, at)
-    start = jnp.clip(first, 0, capacity - width)
-    n_kid = _windows(flat.visit_count, flat.base + start, width).astype(jnp.float32)  # [B, W]
-    w_kid = _windows(flat.value_sum, flat.base + start, width)
-    kid_terminal = _windows(flat.terminal, flat.base + start, width)
-    ids = start[:, None] + jnp.arange(width, dtype=jnp.int32)[None, :]  # [B, W]
-    selectable = (ids >= first[:, None]) & (ids < (first + count)[:, None]) & ~kid_terminal
-    q = jnp.where(n_kid > 0, w_kid / jnp.maximum(n_kid, 1.0), 0.0)
-    explore = c_puct * jnp.sqrt(jnp.log(jnp.maximum(n_parent, 1.0)) / jnp.maximum(n_kid, 1.0))
-    unvisited_bonus = jnp.inf if unvisited is UnvisitedRule.INF else 0.0
-    u = jnp.where(n_kid > 0, jnp.where(n_parent > 0, explore, 0.0), unvisited_bonus)
-    score = jnp.where(selectable, q + u, -jnp.inf)
-    best = jnp.argmax(score, axis=1).astype(jnp.int32)  # first maximum: ties go to the first child
-    any_selectable = jnp.any(selectable, axis=1)
-    go_down = ~done & ((first >= 0) | is_terminal)  # children fill slots from 0: has children
-    prune = go_down & ~any_selectable
-    nxt = jnp.where(go_down, jnp.where(any_selectable, start + best, -1), node)
-    return nxt, go_down, prune
-
-
-def _apply_prune(tree: Tree, flat: _Flat, pruned: jnp.ndarray) -> Tree:
-    """Marks node `pruned[b]` of tree b terminal (kind EXHAUSTED unless it already had a kind); -1 = none."""
-    size = tree.batch_size * tree.capacity
-    at = flat.base + jnp.clip(pruned, 0, tree.capacity - 1)
-    kinds = jnp.ravel(tree.terminal_kind)
-    was_terminal = _take(flat.terminal, at)
-    kind = jnp.where(was_terminal, _take(kinds, at), jnp.int8(TerminalKind.EXHAUSTED))
-    idx = jnp.where(pruned >= 0, at, size)  # out of range -> dropped
-    # XLA:CPU copies `terminal` ([B*N] bool) once per `descend` call here, as the loop read it; scattering inside
-    # the loop instead removes the copy (~50 us a call) but adds more than that over a ~7-level descent (measured).
-    return tree.replace(
-        terminal=flat.terminal.at[idx].set(True, mode="drop").reshape(tree.terminal.shape),
-        terminal_kind=kinds.at[idx].set(kind, mode="drop").reshape(tree.terminal_kind.shape),
+def _put(table: jnp.ndarray, row: jnp.ndarray, col: int, values: jnp.ndarray) -> jnp.ndarray:
+    """`table[row[b], col : col + U] = values[b]` for `[B, U]` values; rows out of range (e.g. M) are dropped."""
+    dims = jax.lax.ScatterDimensionNumbers(
+        update_window_dims=(1,), inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0, 1)
     )
+    start = jnp.stack([row, jnp.full_like(row, col)], axis=1)
+    mode = jax.lax.GatherScatterMode.FILL_OR_DROP
+    return jax.lax.scatter(table, start, values, dims, mode=mode, unique_indices=True)
+
+
+def _flat(tree: Tree):
+    """(`[B*N, 4]` stats, `[B*N, 5]` links, `[B]` row of each tree's node 0)."""
+    b, n, _ = tree.stats.shape
+    base = jnp.arange(b, dtype=jnp.int32) * n
+    return tree.stats.reshape(b * n, -1), tree.links.reshape(b * n, -1), base
+
+
+def _rows_of(stats, base, node, capacity: int) -> jnp.ndarray:
+    """`[B, 4]` stats rows of `node` (`[B]`, clipped into range)."""
+    return _block(stats, base + jnp.clip(node, 0, capacity - 1), 1, 0, 4)[:, 0]
+
+
+def _step(stats, base, state, capacity: int, k: int, c_puct: float, unvisited: UnvisitedRule):
+    """One level of selection on the `[B]` descent state (`_DONE` codes); finished trees keep their state."""
+    width = min(k, capacity)
+    own = _rows_of(stats, base, state, capacity)  # [B, 4]
+    code, first, count = own[:, CODE], own[:, FIRST], own[:, COUNT]
+    n_parent = (code >> VISIT_SHIFT).astype(jnp.float32)
+    start = jnp.clip(first, 0, capacity - width)  # window of `width` rows holding the children
+    window = _block(stats, base + start, width, 0, 4)  # [B, W, 4]
+    log_parent = jnp.log(jnp.maximum(n_parent, 1.0))
+    bonus = jnp.inf if unvisited is UnvisitedRule.INF else 0.0
+    lo, hi = first - start, first + count - start  # window slots of the children
+    best, best_score, best_code = jnp.full_like(state, -1), jnp.zeros_like(n_parent), code
+    for j in range(width):  # unrolled over children: [B] vectors, one fused loop over trees
+        kid = window[:, j]
+        n_kid = (kid[:, CODE] >> VISIT_SHIFT).astype(jnp.float32)
+        q = jnp.where(n_kid > 0, as_float(kid[:, W]) / jnp.maximum(n_kid, 1.0), 0.0)
+        explore = c_puct * jnp.sqrt(log_parent / jnp.maximum(n_kid, 1.0))
+        score = q + jnp.where(n_kid > 0, jnp.where(n_parent > 0, explore, 0.0), bonus)
+        selectable = (j >= lo) & (j < hi) & ((kid[:, CODE] & TERMINAL_BIT) == 0)
+        better = selectable & ((best < 0) | (score > best_score))  # strict: ties keep the first child
+        best = jnp.where(better, j, best)
+        best_score = jnp.where(better, score, best_score)
+        best_code = jnp.where(better, kid[:, CODE], best_code)
+    go_down = (code & (EXPANDED_BIT | TERMINAL_BIT)) != 0  # has children or is terminal
+    child = start + best
+    leaf = (best_code & EXPANDED_BIT) == 0  # a picked child without children ends the descent at once
+    moved = jnp.where(best >= 0, jnp.where(leaf, child + _DONE, child), -2 - state)
+    moving = (state >= 0) & (state < _DONE)
+    return jnp.where(moving, jnp.where(go_down, moved, state + _DONE), state)
+
+
+def _finish(tree: Tree, stats, links, base, state) -> tuple[Tree, jnp.ndarray]:
+    """Decodes the descent state: (tree with the pruned node of each tree marked terminal, `[B]` result)."""
+    capacity = tree.capacity
+    result = jnp.where(state >= _DONE, state - _DONE, jnp.where(state >= 0, state, -1))
+    pruned = jnp.where(state <= -2, -2 - state, -1)
+    row = base + jnp.clip(pruned, 0, capacity - 1)
+    drop = jnp.where(pruned >= 0, row, stats.shape[0])
+    code = _block(stats, row, 1, CODE, 1)[:, 0]  # [B, 1]
+    was_terminal = (code & TERMINAL_BIT) != 0
+    kind = jnp.where(was_terminal, _block(links, row, 1, KIND, 1)[:, 0], int(TerminalKind.EXHAUSTED))
+    stats = _put(stats, drop, CODE, code | TERMINAL_BIT)
+    links = _put(links, drop, KIND, kind)  # a node already terminal keeps its kind
+    tree = tree.replace(stats=stats.reshape(tree.stats.shape), links=links.reshape(tree.links.shape))
+    return tree, result
 
 
 def select_level(tree: Tree, node: jnp.ndarray, *, c_puct: float, unvisited: UnvisitedRule) -> tuple[Tree, jnp.ndarray]:
@@ -146,10 +146,10 @@ def select_level(tree: Tree, node: jnp.ndarray, *, c_puct: float, unvisited: Unv
     Returns:
       (tree with exhausted start nodes marked terminal, `[B]` int32 next node or -1).
     """
-    flat = _Flat.of(tree)
-    node = jnp.where(node >= 0, node, -1)
-    nxt, _, prune = _select_step(tree, flat, node, node < 0, c_puct, unvisited)
-    return _apply_prune(tree, flat, jnp.where(prune, node, -1)), nxt
+    stats, links, base = _flat(tree)
+    state = jnp.where(node >= 0, node, -1).astype(jnp.int32)
+    state = _step(stats, base, state, tree.capacity, tree.max_children, c_puct, unvisited)
+    return _finish(tree, stats, links, base, state)
 
 
 def descend(
@@ -160,57 +160,55 @@ def descend(
     `select_level`.
 
     All B trees advance together in one `while_loop` over levels that stops when every tree has finished; the
-    loop carries `[B]` node ids and reads the tree only. A descent prunes at most once (where it stops with -1),
-    so the pruning scatter runs once after the loop. The loop test reads a flag computed in the body (no
-    reduction of its own).
+    loop carries the `[B]` descent state and reads the tables only. A descent that picks a child without
+    children stops there at once. A descent prunes at most once (where it stops with -1), so the pruning
+    scatter runs once after the loop.
     """
-    flat = _Flat.of(tree)
+    stats, links, base = _flat(tree)
+    capacity, k = tree.capacity, tree.max_children
 
-    def cond(state):
-        _, _, level, _, running = state
+    def cond(carry):
+        _, level, running = carry
         return running & (level < max_levels)
 
-    def body(state):
-        current, done, level, pruned, _ = state
-        nxt, moved, prune = _select_step(tree, flat, current, done, c_puct, unvisited)
-        done = done | ~moved | prune
-        return nxt, done, level + 1, jnp.where(prune, current, pruned), ~jnp.all(done)
+    def body(carry):
+        state, level, _ = carry
+        state = _step(stats, base, state, capacity, k, c_puct, unvisited)
+        return state, level + 1, jnp.any((state >= 0) & (state < _DONE))
 
-    node = jnp.where(node >= 0, node, -1)
-    done = node < 0
-    start = (node, done, jnp.int32(0), jnp.full_like(node, -1), ~jnp.all(done))
-    leaf, _, _, pruned, _ = jax.lax.while_loop(cond, body, start)
-    return _apply_prune(tree, flat, pruned), leaf
+    state = jnp.where(node >= 0, node, -1).astype(jnp.int32)
+    state, _, _ = jax.lax.while_loop(cond, body, (state, jnp.int32(0), jnp.any(state >= 0)))
+    return _finish(tree, stats, links, base, state)
 
 
 def _expand_one(tree: Tree, node, count, terminal, kind, prior, update, value):
     """_Unbatched_: allocate `count` children of `node`; per-child fields `[K]`. Returns (tree, ids `[K]`)."""
-    k = tree.max_children
+    k, capacity = tree.max_children, tree.capacity
     slots = jnp.arange(k, dtype=jnp.int32)
     valid = (slots < count) & (node >= 0)
     ids = jnp.where(valid, tree.next_free + slots, Tree.UNUSED)
-    idx = jnp.where(valid, ids, tree.capacity)  # invalid slots scatter out of range and are dropped
+    rows = jnp.where(valid, ids, capacity)  # invalid slots scatter out of range and are dropped
     safe = jnp.maximum(node, 0)
-    n = jnp.where(update, 1, 0).astype(jnp.int32)
-    w = jnp.where(update, value, 0.0).astype(jnp.float32)
-    tree = tree.replace(
-        parent=tree.parent.at[idx].set(node, mode="drop"),
-        depth=tree.depth.at[idx].set(tree.depth[safe] + 1, mode="drop"),
-        visit_count=tree.visit_count.at[idx].set(n, mode="drop"),
-        value_sum=tree.value_sum.at[idx].set(w, mode="drop"),
-        value=tree.value.at[idx].set(w, mode="drop"),
-        prior=tree.prior.at[idx].set(prior.astype(jnp.float32), mode="drop"),
-        terminal=tree.terminal.at[idx].set(terminal, mode="drop"),
-        terminal_kind=tree.terminal_kind.at[idx].set(kind.astype(jnp.int8), mode="drop"),
-    )
-    has = node >= 0
-    row = jnp.where(has, safe, tree.capacity)
-    tree = tree.replace(
-        children=tree.children.at[row].set(ids, mode="drop"),
-        num_children=tree.num_children.at[row].set(jnp.where(valid, 1, 0).sum(), mode="drop"),
-        next_free=tree.next_free + jnp.where(valid, 1, 0).sum(),
-    )
-    return tree, ids
+    w = as_bits(jnp.where(update, value, 0.0))
+    code = encode(jnp.where(update, 1, 0), terminal, jnp.zeros_like(valid))
+    none = jnp.full_like(slots, Tree.UNUSED)
+    new_stats = jnp.stack([code, w, none, jnp.zeros_like(slots)], axis=-1)  # [K, 4]
+    columns = {
+        PARENT: jnp.full_like(slots, node),
+        VALUE: w,
+        DEPTH: jnp.full_like(slots, tree.links[safe, DEPTH] + 1),
+        PRIOR: as_bits(prior),
+        KIND: kind.astype(jnp.int32),
+    }
+    new_links = jnp.stack([columns[c] for c in sorted(columns)], axis=-1)  # [K, 5]
+    added = jnp.where(valid, 1, 0).sum()
+    own = tree.stats[safe]  # [4]
+    own_code = (own[CODE] & ~EXPANDED_BIT) | jnp.where(added > 0, EXPANDED_BIT, 0)
+    own = jnp.stack([own_code, own[W], jnp.where(added > 0, tree.next_free, Tree.UNUSED), added])
+    stats = tree.stats.at[rows].set(new_stats, mode="drop")
+    stats = stats.at[jnp.where(node >= 0, safe, capacity)].set(own, mode="drop")
+    tree = tree.replace(stats=stats, links=tree.links.at[rows].set(new_links, mode="drop"))
+    return tree.replace(next_free=tree.next_free + added), ids
 
 
 def expand(
@@ -246,8 +244,8 @@ def expand(
 def backup(tree: Tree, node: jnp.ndarray, total: jnp.ndarray, count: jnp.ndarray, first: jnp.ndarray) -> Tree:
     """Backs up terminal values from `node` to the root of each tree (`update_recursive`, Part B §4.1).
 
-    One `while_loop` for the batch: it carries `[B]` node ids and the three flattened statistics (updated in
-    place), scatters B entries per level and runs for the deepest path of the batch.
+    One `while_loop` for the batch: it carries `[B]` node ids and the two flattened tables (updated in place),
+    reads one `stats` and one `links` block per tree and level, and runs for the deepest path of the batch.
 
     Args:
       tree: B trees.
@@ -259,29 +257,25 @@ def backup(tree: Tree, node: jnp.ndarray, total: jnp.ndarray, count: jnp.ndarray
     Returns:
       The updated trees.
     """
-    b, n = tree.parent.shape
-    base = jnp.arange(b, dtype=jnp.int32) * n
-    parent = jnp.ravel(tree.parent)
-    total, first = total.astype(jnp.float32), first.astype(jnp.float32)
-    start = jnp.where(count > 0, node, -1)
+    stats, links, base = _flat(tree)
+    capacity = tree.capacity
+    count = jnp.asarray(count, jnp.int32)
+    total, first = jnp.asarray(total, jnp.float32), as_bits(first)
+    start = jnp.where(count > 0, node, -1).astype(jnp.int32)
 
-    def cond(state):
-        return state[-1]
+    def body(carry):
+        current, stats, links, _ = carry
+        row = base + jnp.clip(current, 0, capacity - 1)  # finished trees (-1) rewrite their root unchanged
+        active = current >= 0
+        own = _block(stats, row, 1, 0, 4)[:, 0]  # [B, 4] code, W bits, first child, count
+        up = _block(links, row, 1, PARENT, 2)[:, 0]  # [B, 2] parent, value bits
+        code = own[:, CODE]
+        visits = code + jnp.where(active, count << VISIT_SHIFT, 0)  # flags kept
+        w = as_float(own[:, W]) + jnp.where(active, total, -0.0)  # x + -0.0 == x, bit for bit
+        stats = _put(stats, row, 0, jnp.stack([visits, as_bits(w), own[:, FIRST], own[:, COUNT]], axis=1))
+        value = jnp.where(active & (code >> VISIT_SHIFT == 0), first, up[:, 1])
+        links = _put(links, row, PARENT, jnp.stack([up[:, 0], value], axis=1))
+        return up[:, 0], stats, links, jnp.any(up[:, 0] >= 0)  # a root's parent is -1
 
-    def body(state):
-        current, visits, sums, values, _ = state
-        at = base + jnp.clip(current, 0, n - 1)
-        idx = jnp.where(current >= 0, at, b * n)  # finished rows scatter out of range: dropped
-        old_n, old_w, old_v = _take(visits, at), _take(sums, at), _take(values, at)
-        # Writes are `set`s of values computed from the gathers above: the data dependency orders each read
-        # before its in-place write, so XLA updates the [B*N] buffers in place instead of copying them.
-        visits = visits.at[idx].set(old_n + count, mode="drop")
-        sums = sums.at[idx].set(old_w + total, mode="drop")
-        values = values.at[idx].set(jnp.where(old_n == 0, first, old_v), mode="drop")
-        nxt = jnp.where(current >= 0, _take(parent, at), -1)
-        return nxt, visits, sums, values, jnp.any(nxt >= 0)
-
-    flat = (jnp.ravel(tree.visit_count), jnp.ravel(tree.value_sum), jnp.ravel(tree.value))
-    _, visits, sums, values, _ = jax.lax.while_loop(cond, body, (start, *flat, jnp.any(start >= 0)))
-    shape = tree.visit_count.shape
-    return tree.replace(visit_count=visits.reshape(shape), value_sum=sums.reshape(shape), value=values.reshape(shape))
+    _, stats, links, _ = jax.lax.while_loop(lambda carry: carry[-1], body, (start, stats, links, jnp.any(start >= 0)))
+    return tree.replace(stats=stats.reshape(tree.stats.shape), links=links.reshape(tree.links.shape))
