@@ -162,3 +162,60 @@ def test_rows_are_independent(rule):
     _, alone = select(base, np.array([0], np.int32))
     _, batched = select(both, np.array([0, 0], np.int32))
     assert int(batched[0]) == int(alone[0]) and int(batched[1]) == -1
+
+
+def _random_tree(seed=0, batch=4, grow=8):
+    """Random trees grown by descend + expand + backup, with pruned (exhausted) nodes."""
+    rng = np.random.default_rng(seed)
+    tree = init_tree(batch, 64, K)
+    for _ in range(grow):
+        tree, leaf = descend(tree, np.zeros(batch, np.int32), c_puct=2.0, unvisited=UnvisitedRule.ZERO, max_levels=10)
+        vals = rng.choice([-1.0, -0.5, 0.5, 1.0], size=(batch, K)).astype(np.float32)
+        term = rng.random((batch, K)) < 0.7
+        leaf = np.asarray(leaf)
+        tree, _ = expand(tree, leaf, np.full(batch, K, np.int32), term, term.astype(np.int8), vals, term, vals)
+        total = np.where(term, vals, 0).sum(1).astype(np.float32)
+        count = term.sum(1).astype(np.int32)
+        first = np.where(term.any(1), vals[np.arange(batch), term.argmax(1)], 0).astype(np.float32)
+        tree = backup(tree, leaf, total, count, first)
+    return tree
+
+
+def test_host_copy_views_equal_device_views():
+    tree = _random_tree()
+    host = jax.device_get(tree)
+    assert isinstance(host.stats, np.ndarray) and bool(np.asarray(tree.terminal_kind == TerminalKind.EXHAUSTED).any())
+    for name in ("parent", "depth", "visit_count", "value_sum", "value", "prior", "terminal", "terminal_kind"):
+        device, copy = np.asarray(getattr(tree, name)), getattr(host, name)
+        assert device.dtype == copy.dtype and device.shape == (4, 64), name
+        np.testing.assert_array_equal(device, copy, err_msg=name)
+    np.testing.assert_array_equal(np.asarray(tree.children), host.children)
+    np.testing.assert_array_equal(np.asarray(tree.num_children), host.num_children)
+    np.testing.assert_array_equal(np.asarray(tree.q_values()), host.q_values())
+    assert tree.children.shape == (4, 64, K) and host.visit_count.dtype == np.int32 and host.terminal.dtype == bool
+    # children are consecutive ids, their parent is the node, and parents are never unused
+    for b in range(4):
+        for s in range(int(host.next_free[b])):
+            kids = host.children[b, s][host.children[b, s] >= 0]
+            assert kids.tolist() == list(range(kids[0], kids[0] + len(kids))) if len(kids) else True
+            assert (host.parent[b, kids] == s).all() and (host.depth[b, kids] == host.depth[b, s] + 1).all()
+
+
+def test_backup_through_a_terminal_node_keeps_it_terminal():
+    tree, _ = _expand(init_tree(1, 16, K), 0, values=[1, -1, -1], update=[True] * 3, terminal=[True] * 3)
+    tree, _ = _select(tree, 0)  # prunes the root
+    tree = _backup(tree, 2, 0.5, 2, 0.25)
+    assert bool(tree.terminal[0, 2]) and int(tree.terminal_kind[0, 2]) == TerminalKind.ANSWER
+    assert bool(tree.terminal[0, 0]) and int(tree.terminal_kind[0, 0]) == TerminalKind.EXHAUSTED
+    assert tree.visit_count[0, [2, 0]].tolist() == [3, 2] and tree.value_sum[0, [2, 0]].tolist() == [-0.5, 0.5]
+    assert tree.value[0, [2, 0]].tolist() == [-1.0, 0.25]
+
+
+def test_descend_one_level_equals_select_level():
+    tree = _random_tree(seed=1)
+    start = np.array([0, 1, -1, 2], np.int32)
+    a, one = descend(tree, start, c_puct=2.0, unvisited=UnvisitedRule.INF, max_levels=1)
+    b, level = select_level(tree, start, c_puct=2.0, unvisited=UnvisitedRule.INF)
+    assert np.asarray(one).tolist() == np.asarray(level).tolist()
+    np.testing.assert_array_equal(np.asarray(a.stats), np.asarray(b.stats))
+    np.testing.assert_array_equal(np.asarray(a.links), np.asarray(b.links))

@@ -3,7 +3,8 @@
 One rollout: select one level from the root; then, for at most `max_depth` depth steps, every tree whose current
 node is unexpanded expands it (one batched policy call, one batched `run_batch` for all programs, one batched
 PPM call), values are applied (`expand` + `backup` kernels), and every active tree selects one level down from
-its current node. Trees whose selection returns -1 are idle until the next rollout.
+its current node (the three kernels in one jitted call, `TreeKernels.step`; a depth step without expansions
+only selects). Trees whose selection returns -1 are idle until the next rollout.
 
 Values by mode (`SearchMode`):
 - TERMINAL (data generation, rounds 1-2): an answer child gets +1 / -1 against the ground truth, backed up to
@@ -75,16 +76,21 @@ class TreeKernels:
     select: Callable[..., Any]  # (tree, node [B]) -> (tree, next [B])
     expand: Callable[..., Any]  # kernels.expand, jitted
     backup: Callable[..., Any]  # kernels.backup, jitted
+    # expand, backup and select in one call: (tree, expand args, backup total / count / first, current [B]) ->
+    # (tree, ids [B, K], next [B]); None: the driver makes the three calls
+    step: Callable[..., Any] | None = None
 
     @classmethod
     def build(cls, cfg: SearchConfig) -> TreeKernels:
         select = functools.partial(kernels.select_level, c_puct=cfg.c_puct, unvisited=cfg.unvisited)
-        options = kernels.JIT_OPTIONS
-        return cls(
-            select=jax.jit(select, donate_argnums=0, compiler_options=options),
-            expand=jax.jit(kernels.expand, donate_argnums=0, compiler_options=options),
-            backup=jax.jit(kernels.backup, donate_argnums=0, compiler_options=options),
-        )
+
+        def step(tree, node, count, terminal, kind, prior, update, value, total, n_up, first, current):
+            tree, ids = kernels.expand(tree, node, count, terminal, kind, prior, update, value)
+            tree, nxt = select(kernels.backup(tree, node, total, n_up, first), current)
+            return tree, ids, nxt
+
+        jit = functools.partial(jax.jit, donate_argnums=0, compiler_options=kernels.JIT_OPTIONS)
+        return cls(select=jit(select), expand=jit(kernels.expand), backup=jit(kernels.backup), step=jit(step))
 
 
 @dataclasses.dataclass
@@ -137,9 +143,7 @@ class BatchSearch:
                 if (current < 0).all():
                     break
                 expanding = [b for b in range(self.size) if current[b] >= 0 and not self._expanded(b, current[b])]
-                if expanding:
-                    self._expand(expanding, current, rollout)
-                current = self._select(current)
+                current = self._expand(expanding, current, rollout) if expanding else self._select(current)
         return self
 
     def _expanded(self, b: int, node: int) -> bool:
@@ -170,7 +174,8 @@ class BatchSearch:
             for b, steps in zip(expanding, out, strict=True)
         ]
 
-    def _expand(self, expanding: list[int], current: np.ndarray, rollout: int) -> None:
+    def _expand(self, expanding: list[int], current: np.ndarray, rollout: int) -> np.ndarray:
+        """Expands the current nodes of `expanding`, then selects one level in every tree: the next nodes."""
         kept = self._generate(expanding, current, rollout)
         programs = [
             build_program(program_steps(self.nodes[b][current[b]], s.step.text))
@@ -206,8 +211,8 @@ class BatchSearch:
                     f"capacity {self.capacity}"
                 )
         values = self._values(new, current)
-        self._apply(new, values, current)
         self.expansions += len(expanding)
+        return self._apply(new, values, current)
 
     def _values(self, new: dict[int, list[HostNode]], current: np.ndarray) -> dict[int, list[float | None]]:
         """Per new child: its value (None = no update), from the ground truth, the PPM or the dead-end -1."""
@@ -240,8 +245,8 @@ class BatchSearch:
                 values[b][i] = score
         return values
 
-    def _apply(self, new: dict[int, list[HostNode]], values: dict[int, list[float | None]], current) -> None:
-        """Runs the expand and backup kernels and appends the host payloads."""
+    def _apply(self, new: dict[int, list[HostNode]], values: dict[int, list[float | None]], current) -> np.ndarray:
+        """Runs the expand, backup and select kernels, appends the host payloads; returns the next nodes."""
         size, k = self.size, self.cfg.samples_per_expansion
         node = np.full(size, -1, np.int32)
         count = np.zeros(size, np.int32)
@@ -272,10 +277,15 @@ class BatchSearch:
             if backed:
                 total[b], n_up[b], first[b] = np.float32(sum(backed)), len(backed), backed[0]
         start = time.perf_counter()
-        self.tree, ids = self.kernels.expand(self.tree, node, count, terminal, kind, prior, update, value)
-        self.tree = self.kernels.backup(self.tree, node, total, n_up, first)
+        args = (node, count, terminal, kind, prior, update, value)
+        if self.kernels.step is not None:
+            self.tree, ids, nxt = self.kernels.step(self.tree, *args, total, n_up, first, current.astype(np.int32))
+        else:
+            self.tree, ids = self.kernels.expand(self.tree, *args)
+            self.tree = self.kernels.backup(self.tree, node, total, n_up, first)
+            self.tree, nxt = self.kernels.select(self.tree, current.astype(np.int32))
+        ids, nxt = (np.asarray(x) for x in jax.device_get((ids, nxt)))
         self.timings["kernel_s"] += time.perf_counter() - start
-        ids = np.asarray(jax.device_get(ids))
         for b, children in new.items():
             parent = self.nodes[b][current[b]]
             parent.num_children = len(children)
@@ -283,3 +293,4 @@ class BatchSearch:
             if ids[b, : len(children)].tolist() != expected:
                 raise RuntimeError(f"rstar_jax/search/driver.py: node ids {ids[b]} out of step with host ({expected})")
             self.nodes[b].extend(children)
+        return nxt

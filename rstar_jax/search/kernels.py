@@ -1,11 +1,11 @@
 """Pure tree kernels with rStar semantics: select (UCT, one level or to a leaf), expand, backup.
 
-`expand` is written for ONE unbatched tree (tables `[N, 2]`, `[N, 8]`) and `jax.vmap`-ed over the B trees
+`expand` is written for ONE unbatched tree (tables `[N, 4]`, `[N, 5]`) and `jax.vmap`-ed over the B trees
 (legend and table layout in `tree.py`). Selection and backup are written batched on the flattened tables
-(`[B*N, 2]`, `[B*N, 8]`; node s of tree b is row `b * N + s`), all trees advancing together in one
-`while_loop`: per level a tree reads one `links` row and one contiguous `[K, 2]` window of its children's
-`stats`. Nothing here is jitted: callers wrap with `jax.jit` (hyper-parameters bound with `functools.partial`,
-the tree donated), so every shape compiles once.
+(`[B*N, 4]`, `[B*N, 5]`; node s of tree b is row `b * N + s`), all trees advancing together in one
+`while_loop`: per level a tree reads its node's `stats` row and the contiguous `[K, 4]` window of its
+children's rows. Nothing here is jitted: callers wrap with `jax.jit` (hyper-parameters bound with
+`functools.partial`, the tree donated, `compiler_options=JIT_OPTIONS`), so every shape compiles once.
 
 Selection (rstar_reference.md Part A and Part B §4.2-4.3), from a node s:
 - s has children or is terminal: pick the non-terminal child maximising
@@ -15,10 +15,12 @@ Selection (rstar_reference.md Part A and Part B §4.2-4.3), from a node s:
 - s has no children and is not terminal: the result is s itself (it is to be expanded).
 - s = -1 (inactive): -1.
 
-XLA:CPU notes (figures in benchmarks/bench_search.py): the scores of the K children are computed as K
-unrolled `[B]` steps (vectorised over trees, one fused op) rather than `[B, K]` + argmax, and one descent
-carries a single `[B]` int32 state (`_DONE` / pruned codes below) so that the fused scoring op has one
-consumer and is not duplicated into several outputs.
+XLA:CPU notes (measured with benchmarks/bench_search.py): the cost is per op (~0.3 us each) and per gathered
+element, so a selection level is 2 gathers, 1 fused op and the loop test. The K children are scored as K
+unrolled `[B]` steps (vectorised over trees, one fused op) rather than `[B, K]` + argmax (a slow reduction);
+a level returns a single `[B]` int32 state (`_DONE` / pruned codes below), since XLA splits an op with
+several outputs and duplicates or unfuses its divisions and square roots (2-3x slower); a descent that picks
+a child without children stops there (the child's flags are in the window) instead of spending one more level.
 """
 
 from __future__ import annotations
@@ -88,7 +90,11 @@ def _rows_of(stats, base, node, capacity: int) -> jnp.ndarray:
 
 
 def _step(stats, base, state, capacity: int, k: int, c_puct: float, unvisited: UnvisitedRule):
-    """One level of selection on the `[B]` descent state (`_DONE` codes); finished trees keep their state."""
+    """One level of selection on the `[B]` descent state (`_DONE` codes); finished trees keep their state.
+
+    A moving tree at node s: s without children and not terminal -> stopped at s; best child c -> moving at c,
+    or stopped at c if c has no children; no selectable child -> pruned at s.
+    """
     width = min(k, capacity)
     own = _rows_of(stats, base, state, capacity)  # [B, 4]
     code, first, count = own[:, CODE], own[:, FIRST], own[:, COUNT]
@@ -205,8 +211,9 @@ def _expand_one(tree: Tree, node, count, terminal, kind, prior, update, value):
     own = tree.stats[safe]  # [4]
     own_code = (own[CODE] & ~EXPANDED_BIT) | jnp.where(added > 0, EXPANDED_BIT, 0)
     own = jnp.stack([own_code, own[W], jnp.where(added > 0, tree.next_free, Tree.UNUSED), added])
-    stats = tree.stats.at[rows].set(new_stats, mode="drop")
-    stats = stats.at[jnp.where(node >= 0, safe, capacity)].set(own, mode="drop")
+    # the parent's row first: its update reads the table, so XLA scatters in place instead of copying the table
+    stats = tree.stats.at[jnp.where(node >= 0, safe, capacity)].set(own, mode="drop")
+    stats = stats.at[rows].set(new_stats, mode="drop")
     tree = tree.replace(stats=stats, links=tree.links.at[rows].set(new_links, mode="drop"))
     return tree.replace(next_free=tree.next_free + added), ids
 
@@ -267,12 +274,12 @@ def backup(tree: Tree, node: jnp.ndarray, total: jnp.ndarray, count: jnp.ndarray
         current, stats, links, _ = carry
         row = base + jnp.clip(current, 0, capacity - 1)  # finished trees (-1) rewrite their root unchanged
         active = current >= 0
-        own = _block(stats, row, 1, 0, 4)[:, 0]  # [B, 4] code, W bits, first child, count
-        up = _block(links, row, 1, PARENT, 2)[:, 0]  # [B, 2] parent, value bits
-        code = own[:, CODE]
+        own = _block(stats, row, 1, CODE, 2)[:, 0]  # [B, 2] code, W bits
+        up = _block(links, row, 1, PARENT, 2)[:, 0]  # [B, 2] parent, value bits (same start indices)
+        code = own[:, 0]
         visits = code + jnp.where(active, count << VISIT_SHIFT, 0)  # flags kept
-        w = as_float(own[:, W]) + jnp.where(active, total, -0.0)  # x + -0.0 == x, bit for bit
-        stats = _put(stats, row, 0, jnp.stack([visits, as_bits(w), own[:, FIRST], own[:, COUNT]], axis=1))
+        w = as_float(own[:, 1]) + jnp.where(active, total, -0.0)  # x + -0.0 == x, bit for bit
+        stats = _put(stats, row, CODE, jnp.stack([visits, as_bits(w)], axis=1))
         value = jnp.where(active & (code >> VISIT_SHIFT == 0), first, up[:, 1])
         links = _put(links, row, PARENT, jnp.stack([up[:, 0], value], axis=1))
         return up[:, 0], stats, links, jnp.any(up[:, 0] >= 0)  # a root's parent is -1

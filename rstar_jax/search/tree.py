@@ -11,7 +11,7 @@ Shape legend:
 Storage (the kernels' cost on XLA:CPU is per gathered element and per op, so what one selection level reads
 sits together, measured in benchmarks/bench_search.py):
   stats  `[B, N, 4]` int32, one row per node, all that selection reads of a node: `CODE` = N(s) << 2 |
-         expanded << 1 | terminal (N the visit count; expanded: the node has children), `W` the bits of the
+         expanded << 1 | terminal (N < 2**29 the visit count; expanded: the node has children), `W` the bits of the
          float32 value sum W(s), `FIRST` child id (-1 for none) and `COUNT` of children. The children of a
          node are one `[K, 4]` window of consecutive rows.
   links  `[B, N, 5]` int32, the rest: `PARENT` id, bits of the float32 `VALUE`, `DEPTH`, bits of the float32
@@ -148,7 +148,7 @@ class Tree:
     def children(self):
         """`[B, N, K]` int32 child ids in creation order, `UNUSED` after the last."""
         xp = np if isinstance(self.stats, np.ndarray) else jnp
-        slots = xp.arange(self.max_children, dtype=np.int32)
+        slots = xp.arange(self.max_children, dtype=np.int32)[(None,) * (self.stats.ndim - 1)]  # [1, 1, K]
         first, count = self.stats[..., FIRST, None], self.stats[..., COUNT, None]
         return xp.where(slots < count, first + slots, Tree.UNUSED).astype(np.int32)
 
