@@ -42,7 +42,7 @@ def get_config() -> RunConfig:
         workdir="workdir/tiny",
         first_round=1,
         last_round=4,
-        toy=ToyConfig(seed=0, train_per_band=100, test_per_band=40),
+        toy=ToyConfig(seed=0, train_per_band=60, test_per_band=30),
         model=ModelSetup(
             tiny_vocab=512,
             tiny_hidden=96,
@@ -66,6 +66,6 @@ def get_config() -> RunConfig:
             sft_init=SftInit.PREVIOUS,
         ),
         execution=ExecutionConfig(timeout_s=5.0, memory_mb=512, workers=0),
-        sft=_train(150, 3e-3),
-        ppm=_train(60, 1e-3),
+        sft=_train(120, 3e-3),
+        ppm=_train(30, 1e-3),
     )
