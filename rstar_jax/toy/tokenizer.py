@@ -12,16 +12,22 @@ split: a ``toy/test/...`` problem id raises.
 Entries, in id order: `<|pad|>` (0), `<|endoftext|>` (1, EOS), the 15 rStar tags of `RSTAR_SPECIAL_TOKENS` (2-16;
 each ONE special token, matched before pre-tokenization, longest first, so `"\\n<|assistant|>"` wins over
 `"<|assistant|>"`), the 256 byte symbols (any text encodes: execution errors shown in prompts may hold any
-character), then the learned merges up to `vocab_size`. The trainer sees the corpus cut at the special tokens,
-as encoding does, so no merge is spent on a tag's characters.
+character), the learned merges, then the whole-number tokens ("10".."99" by default, `number_tokens`), up to
+`vocab_size` in all. The trainer sees the corpus cut at the special tokens, as encoding does, so no merge is spent
+on a tag's characters.
 
 Pipeline: exactly Qwen2's — NFC, Qwen2's pre-tokenizer regex (every digit its own token; a word with at most one
 leading space or punctuation mark; newline runs), byte-level without an added prefix space — and the tokenizer is a
 `Qwen2Tokenizer` (tokenizer_class in tokenizer_config.json). This is forced, not a taste: transformers 5 loads any
 directory whose config.json says ``model_type: qwen2`` as `Qwen2Tokenizer`, which rebuilds that pipeline from
-vocab and merges whatever tokenizer.json says; a tokenizer trained with another pre-tokenizer (e.g. 3-digit number
-chunks, or merges across spaces) would silently encode differently once saved next to the tiny Qwen2 policy. Digits
-are single tokens, so numbers copy digit by digit from question to code and from output to answer.
+vocab and merges whatever tokenizer.json says; a tokenizer trained with another pre-tokenizer (e.g. number chunks,
+or merges across spaces) would silently encode differently once saved next to the tiny Qwen2 policy.
+
+Numbers: Qwen2's regex isolates every digit, so whole numbers come from added (non-special) tokens, which are
+matched left to right, longest first, before pre-tokenization and survive that reload: with `number_digits=2`
+every toy literal (at most 99) is ONE token, copied from question to comment to code in one step instead of digit by
+digit, and longer values split left to right ("1234" -> "12" "34", "105" -> "10" "5"). `number_digits=1` keeps
+single digits only.
 
 Round trip: `decode(encode(x)) == x` for NFC text (all toy text is ASCII), newlines and tags included, with
 `clean_up_tokenization_spaces=False`; every token decodes on its own to its exact text (what
@@ -48,6 +54,7 @@ __all__ = [
     "PAD_TOKEN",
     "SPECIAL_TOKENS",
     "canonical_response",
+    "number_tokens",
     "save_toy_tokenizer",
     "toy_corpus",
     "train_toy_tokenizer",
@@ -109,32 +116,48 @@ def _backend(vocab_size: int) -> tuple[Any, Any]:
     return tok, trainer
 
 
-def train_toy_tokenizer(problems: Sequence[Problem], vocab_size: int = 768, texts: Iterable[str] = ()) -> Any:
+def number_tokens(number_digits: int) -> list[str]:
+    """The whole-number tokens for `number_digits` (1: none; 2: "10".."99"; 3: "10".."999")."""
+    if number_digits not in (1, 2, 3):
+        raise ValueError(f"rstar_jax/toy/tokenizer.py: number_digits={number_digits}; use 1, 2 or 3")
+    return [str(n) for n in range(10, 10**number_digits)]
+
+
+def train_toy_tokenizer(
+    problems: Sequence[Problem], vocab_size: int = 768, texts: Iterable[str] = (), number_digits: int = 2
+) -> Any:
     """A byte-level BPE `transformers.Qwen2Tokenizer` trained on `problems` (module docstring).
 
     Args:
       problems: training-split toy problems (a ``toy/test/...`` id raises ValueError).
-      vocab_size: the most entries, including the 17 special tokens and 256 byte symbols (at least 274). Merges
-        stop earlier when no pair occurs twice (about 800 entries for 600 training problems).
+      vocab_size: the most entries: 17 special tokens, 256 byte symbols, the number tokens and the merges (at
+        least 274 + number tokens). Merges stop earlier when no pair occurs twice (about 800 entries for 600
+        training problems).
       texts: extra training texts after the corpus (e.g. teacher trajectories of training problems).
+      number_digits: numbers up to this many digits are one token (added tokens "10".."99" for 2); longer
+        numbers are cut left to right ("1234" -> "12" "34"); 1 keeps Qwen2's single digits only.
 
     Returns:
       The tokenizer: `eos_token` `<|endoftext|>` (id 1), `pad_token` `<|pad|>` (id 0), the rStar tags as extra
       special tokens, no BOS and nothing added when encoding.
     """
+    from tokenizers import AddedToken
     from transformers import Qwen2Tokenizer
 
-    minimum = len(SPECIAL_TOKENS) + _BYTE_SYMBOLS + 1
+    numbers = number_tokens(number_digits)
+    minimum = len(SPECIAL_TOKENS) + _BYTE_SYMBOLS + len(numbers) + 1
     if vocab_size < minimum:
-        raise ValueError(f"rstar_jax/toy/tokenizer.py: vocab_size={vocab_size} < {minimum} (specials + bytes + 1)")
+        raise ValueError(
+            f"rstar_jax/toy/tokenizer.py: vocab_size={vocab_size} < {minimum} (specials + bytes + numbers + 1)"
+        )
     corpus = [*toy_corpus(problems), *texts]
     if not corpus:
         raise ValueError("rstar_jax/toy/tokenizer.py: no training problems")
     pieces = [piece for text in corpus for piece in _SPECIAL_SPLIT.split(text) if piece]
-    tok, trainer = _backend(vocab_size)
+    tok, trainer = _backend(vocab_size - len(numbers))
     tok.train_from_iterator(pieces, trainer, length=len(pieces))
     model = json.loads(tok.to_str())["model"]
-    return Qwen2Tokenizer(
+    tokenizer = Qwen2Tokenizer(
         vocab=model["vocab"],
         merges=[tuple(pair) for pair in model["merges"]],
         eos_token=EOS_TOKEN,
@@ -144,6 +167,8 @@ def train_toy_tokenizer(problems: Sequence[Problem], vocab_size: int = 768, text
         clean_up_tokenization_spaces=False,
         model_max_length=1 << 30,
     )
+    tokenizer.add_tokens([AddedToken(n, normalized=False, special=False) for n in numbers])
+    return tokenizer
 
 
 def save_toy_tokenizer(tokenizer: Any, out_dir: str | os.PathLike) -> Path:

@@ -3,7 +3,8 @@
 Every view (SFT, PPM pairs, ORM pairs, PQM values) becomes an `Examples`: a dict of `[N, ...]` arrays plus the
 problem id of each example. The stream visits the examples epoch by epoch, each epoch in its own permutation
 drawn from (seed, epoch), so micro-batch k is a pure function of (seed, k): resuming at a data position needs
-nothing but k. Sequences are right-padded to a fixed `max_length` (one compiled shape).
+nothing but k. Sequences are right-padded to a fixed `max_length`; `trim_padding` then cuts each batch's shared
+right padding to a multiple of a bucket (one compiled shape per bucket).
 
 Shapes: N examples, T = max_length, A micro-batches per optimizer step, B examples per micro-batch.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from rstar_jax.search.steps import build_prompt
 
-__all__ = ["Encoder", "Examples", "pair_examples", "sft_examples", "value_examples"]
+__all__ = ["Encoder", "Examples", "pair_examples", "sft_examples", "trim_padding", "value_examples"]
 
 Encoder = Callable[[str], list[int]]
 
@@ -60,6 +61,27 @@ class Examples:
         n = len(self)
         chunks = [np.arange(s, s + batch) % n for s in range(0, n, batch)]
         return [{k: v[idx][None] for k, v in self.arrays.items()} for idx in chunks]
+
+
+def trim_padding(arrays: dict[str, np.ndarray], bucket: int = 64) -> dict[str, np.ndarray]:
+    """Cuts the right padding a whole batch shares: `[A, B, T, ...]` arrays -> `[A, B, T', ...]`.
+
+    T' = the longest real sequence over every `*mask` array (bools, right-padded), rounded up to a multiple of
+    `bucket` and capped at T (at least one bucket). Arrays whose axis 2 is not T (`weight [A, B]`, `target [A, B]`)
+    are left as they are. Padded positions are masked out of every loss, so the losses do not change.
+    """
+    masks = [v for k, v in arrays.items() if k.endswith("mask") and v.ndim >= 3]
+    if not masks:
+        return arrays
+    T = masks[0].shape[2]
+    used = np.zeros(T, bool)  # [T] any example of any mask has a real token there
+    for m in masks:
+        used |= m.any(axis=tuple(i for i in range(m.ndim) if i != 2))
+    longest = int(np.flatnonzero(used)[-1]) + 1 if used.any() else 0
+    length = min(T, max(1, -(-longest // bucket)) * bucket)
+    if length == T:
+        return arrays
+    return {k: v[:, :, :length] if v.ndim >= 3 and v.shape[2] == T else v for k, v in arrays.items()}
 
 
 def _pad(seqs: Sequence[list[int]], length: int, dtype: Any = np.int32) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,10 @@ State = fp32 master params (a pure dict) + optax state + step. One optimizer ste
 micro-batches (`[A, B, ...]` arrays) summing gradients, averages them, clips the global norm and applies AdamW
 with warmup then linear or cosine decay. The step is `jax.jit`-ed with the state donated and explicit in/out
 shardings from the model's logical axes (`models/sharding.py`) on `mesh`, called under `jax.set_mesh(mesh)`;
-the loss runs on a copy of the params cast to `cfg.compute_dtype` (bf16 by default).
+the loss runs on a copy of the params cast to `cfg.compute_dtype` (bf16 by default). Each step's (and each eval
+batch's) `[A, B, T]` arrays are cut to their longest real sequence rounded up to `length_bucket` tokens
+(`batches.trim_padding`) before `device_put`, so no step computes on more than a bucket of padding; each
+distinct length compiles once, with its own batch shardings.
 
 A non-finite loss or gradient norm raises `NonFiniteError` with the step number and the batch's problem ids
 before anything is saved. Checkpoints (`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold
@@ -37,7 +40,7 @@ from rstar_jax.checkpoint import Checkpointer
 from rstar_jax.config import TrainConfig
 from rstar_jax.models import MeshConfig, logical_to_spec, make_mesh, state_shardings
 from rstar_jax.progress import Progress
-from rstar_jax.train.batches import Examples
+from rstar_jax.train.batches import Examples, trim_padding
 
 __all__ = ["LossFn", "NonFiniteError", "TrainState", "make_optimizer", "train"]
 
@@ -131,6 +134,7 @@ def train(
     workdir: str | os.PathLike,
     eval_examples: Examples | None = None,
     mesh: Mesh | None = None,
+    length_bucket: int = 64,
 ) -> tuple[nnx.Module, dict[str, float]]:
     """Trains `model` (a `Decoder` or `PPM`) on `examples` with `loss_fn` for `cfg.steps` steps (module docstring).
 
@@ -141,6 +145,7 @@ def train(
         and at the end).
       workdir: checkpoints and `metrics.jsonl`; a rerun resumes from its latest checkpoint.
       mesh: a (data, fsdp, tensor) mesh; default one device.
+      length_bucket: batches are cut to their longest real sequence rounded up to a multiple of this (<= T).
 
     Returns:
       (the trained module in fp32, the final metrics: last train step and `eval_*`).
@@ -160,20 +165,23 @@ def train(
     replicated = NamedSharding(mesh, PartitionSpec())
     state_sh = TrainState(param_sh, jax.tree.map(lambda x: x.sharding, opt_state), replicated)
     state = TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), replicated))
-    sample, _ = examples.micro_batches(0, A, B, cfg.seed)
-    batch_sh = _batch_shardings(sample, mesh)
-    step_jit = jax.jit(
-        _step_fn(compute_graph, loss_fn, tx, dtype),
-        donate_argnums=0,
-        in_shardings=(state_sh, batch_sh),
-        out_shardings=(state_sh, replicated),
-    )
+    step_fn = _step_fn(compute_graph, loss_fn, tx, dtype)
+    step_jits: dict[tuple, tuple[Callable, dict[str, NamedSharding]]] = {}  # one per batch shape (length bucket)
+
+    def step_jit_for(arrays: dict[str, np.ndarray]) -> tuple[Callable, dict[str, NamedSharding]]:
+        key = tuple(sorted((k, v.shape) for k, v in arrays.items()))
+        if key not in step_jits:
+            sh = _batch_shardings(arrays, mesh)
+            out = (state_sh, replicated)
+            step_jits[key] = jax.jit(step_fn, donate_argnums=0, in_shardings=(state_sh, sh), out_shardings=out), sh
+        return step_jits[key]
+
     eval_jit = jax.jit(_eval_fn(compute_graph, loss_fn, dtype), out_shardings=replicated)
 
     def run_eval(params: Any) -> dict[str, float]:
         if eval_examples is None or len(eval_examples) == 0:
             return {}
-        batches = eval_examples.eval_batches(B)
+        batches = [trim_padding(b, length_bucket) for b in eval_examples.eval_batches(B)]
         with jax.set_mesh(mesh):
             outs = [jax.device_get(eval_jit(params, jax.device_put(b, _batch_shardings(b, mesh)))) for b in batches]
         return {f"eval_{k}": float(np.mean([o[k] for o in outs])) for k in outs[0]}
@@ -194,6 +202,8 @@ def train(
         bar.update(start)
         for step in range(start, cfg.steps):
             arrays, ids = examples.micro_batches(step * A, A, B, cfg.seed)
+            arrays = trim_padding(arrays, length_bucket)  # [A, B, T] -> [A, B, T' <= T]
+            step_jit, batch_sh = step_jit_for(arrays)
             with jax.set_mesh(mesh):
                 state, metrics = step_jit(state, jax.device_put(arrays, batch_sh))
             last = {k: float(v) for k, v in jax.device_get(metrics).items()}

@@ -1,0 +1,118 @@
+"""Length bucketing in the training loop: batches are cut to their longest real sequence (rounded up to a bucket)
+and the losses, metrics and trained parameters equal those computed on the full max_length padding."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rstar_jax.config import TrainConfig
+from rstar_jax.models import PPM, Decoder, ModelConfig
+from rstar_jax.train import bradley_terry_loss, pair_examples, pqm_loss, sft_examples, sft_loss, train, value_examples
+from rstar_jax.train.batches import trim_padding
+
+CONFIG = ModelConfig(
+    model_type="qwen2",
+    vocab_size=128,
+    hidden_size=32,
+    intermediate_size=48,
+    num_layers=1,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    rms_norm_eps=1e-6,
+    rope_theta=1e4,
+    max_position_embeddings=256,
+    tie_word_embeddings=True,
+    qkv_bias=True,
+)
+T = 160
+
+
+def encode(text: str) -> list[int]:
+    return [min(ord(ch), 127) for ch in text]
+
+
+def sft_set(n: int = 12):
+    records = [{"query": f"{i}+{i}", "response": f"<answer>{2 * i}" + "x" * (4 * i), "id": f"p{i}"} for i in range(n)]
+    return sft_examples(records, encode, 2, T)
+
+
+def test_trim_rounds_up_to_bucket_and_keeps_full_length_batches():
+    mask = np.zeros((2, 3, T), bool)
+    mask[0, 1, :70] = mask[1, 2, :5] = True
+    arrays = {"tokens": np.ones((2, 3, T), np.int32), "mask": mask, "loss_mask": mask.copy(), "weight": np.ones((2, 3))}
+    short = trim_padding(arrays, 32)
+    assert short["tokens"].shape == short["mask"].shape == short["loss_mask"].shape == (2, 3, 96)
+    assert short["weight"].shape == (2, 3) and short["mask"].sum() == mask.sum()
+    assert trim_padding(arrays, 64)["mask"].shape[2] == 128
+    assert trim_padding(arrays, 200)["mask"].shape[2] == T  # never above T
+    long = dict(arrays, mask=mask.copy())
+    long["mask"][0, 0, :130] = True
+    assert trim_padding(long, 64)["mask"].shape[2] == T  # 192 capped at T
+    mask[1, 0, :] = True  # one sequence fills max_length: nothing is cut
+    assert all(v is arrays[k] for k, v in trim_padding(arrays, 32).items())
+    # PPM pairs: the longest over every *mask array counts; an empty batch keeps one bucket.
+    pos, neg = np.zeros((1, 2, T), bool), np.zeros((1, 2, T), bool)
+    pos[0, 0, :10], neg[0, 1, :40] = True, True
+    pairs = trim_padding({"pos_mask": pos, "neg_mask": neg, "pos_tokens": pos.astype(np.int32)}, 16)
+    assert {v.shape for v in pairs.values()} == {(1, 2, 48)}
+    assert trim_padding({"mask": np.zeros((1, 2, T), bool)}, 16)["mask"].shape == (1, 2, 16)
+
+
+def test_losses_unchanged_by_trimming():
+    policy, ppm = Decoder(CONFIG, rngs=nnx.Rngs(0)), PPM(CONFIG, rngs=nnx.Rngs(1))
+    pairs = [
+        {"prompt": "P", "pos": "good", "neg": "bad" * 9, "pos_count": 2, "neg_count": 1, "id": "a"},
+        {"prompt": "Q" * 20, "pos": "fine", "neg": "no", "pos_count": 1, "neg_count": 3, "id": "b"},
+    ]
+    values = [{"text": "abc" * 7, "q": 0.5, "id": "a"}, {"text": "xy", "q": -1.0, "id": "b"}]
+    cases = [
+        (policy, sft_loss, sft_set(4)),
+        (ppm, bradley_terry_loss, pair_examples(pairs, encode, T)),
+        (ppm, pqm_loss, value_examples(values, encode, T)),
+    ]
+    for model, loss_fn, ex in cases:
+        full, _ = ex.micro_batches(0, 1, len(ex), seed=0)
+        cut = trim_padding(full, 16)
+        assert cut[next(k for k in cut if k.endswith("mask"))].shape[2] < T
+        (a, aux_a), (b, aux_b) = (loss_fn(model, {k: jnp.asarray(v[0]) for k, v in x.items()}) for x in (full, cut))
+        np.testing.assert_allclose(float(b), float(a), rtol=1e-5, atol=1e-6)
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(float(y), float(x), rtol=1e-5), aux_a, aux_b)
+
+
+def test_trained_steps_equal_full_length_training(tmp_path):
+    ex = sft_set(12)
+    fit, held = ex.split(0.25, seed=0)
+    cfg = TrainConfig(
+        steps=4, batch_size=2, accum_steps=1, max_length=T, learning_rate=1e-2, compute_dtype="float32", log_every=1
+    )
+    # The steps run at several lengths (bucket 16): 128, 144, 144, 112 of T = 160.
+    lengths = [trim_padding(fit.micro_batches(k, 1, 2, cfg.seed)[0], 16)["tokens"].shape[2] for k in range(4)]
+    assert len(set(lengths)) > 1 and max(lengths) < T
+    # The reference: the first step's loss is the full-T loss of its micro-batch at the initial params.
+    first, _ = fit.micro_batches(0, 1, 2, cfg.seed)
+    expected = float(sft_loss(Decoder(CONFIG, rngs=nnx.Rngs(0)), {k: jnp.asarray(v[0]) for k, v in first.items()})[0])
+    runs = {}
+    for bucket in (16, T):  # bucket T never trims: the untrimmed path
+        model, final = train(
+            Decoder(CONFIG, rngs=nnx.Rngs(0)),
+            sft_loss,
+            fit,
+            cfg=cfg,
+            workdir=tmp_path / str(bucket),
+            eval_examples=held,
+            length_bucket=bucket,
+        )
+        lines = [json.loads(x) for x in (tmp_path / str(bucket) / "metrics.jsonl").read_text().splitlines()]
+        runs[bucket] = (lines, final, nnx.to_pure_dict(nnx.state(model)))
+    np.testing.assert_allclose(runs[16][0][0]["loss"], expected, rtol=1e-5)
+    for a, b in zip(runs[16][0], runs[T][0], strict=True):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(runs[16][1]["eval_loss"], runs[T][1]["eval_loss"], rtol=1e-5)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), runs[16][2], runs[T][2])
