@@ -8,7 +8,7 @@ import torch
 from helpers_hf import TINY_VOCAB, make_hf_model, ragged_batch
 from test_sampling_helpers import byte_bpe_tokenizer
 
-from rstar_jax.interfaces import FinishReason, Policy
+from rstar_jax.interfaces import FinishReason, Policy, Step
 from rstar_jax.models import MeshConfig, load_decoder, make_mesh
 from rstar_jax.sampling import FlaxPolicy, SamplingParams, sample_tokens
 
@@ -177,3 +177,16 @@ def test_sharded_model_on_a_mesh_gives_the_same_greedy_tokens(hf_pair, tmp_path)
         policy = FlaxPolicy(sharded, _NoTokenizer(), SamplingParams(0.0), pool_slots=512, eos_ids=())
         assert policy.generate_ids(prompts, 2, 20, seed=[0, 1, 2, 3]) == expected
         assert len(policy.pool.k.sharding.device_set) == 8
+
+
+def test_a_prompt_without_room_for_max_tokens_ends_there_and_the_others_still_run(text_policy):
+    policy, tok = text_policy, text_policy.tokenizer
+    limit = policy.config.max_position_embeddings
+    short = "x = 1"
+    long = "a" * (4 * limit)
+    assert len(tok(long)["input_ids"]) + 8 > limit
+    steps = policy.generate([short, long, short], n=3, stop=["e"], max_tokens=8, seed=[1, 2, 1])
+    assert steps[1] == [Step("", FinishReason.LENGTH, None, 0)] * 3
+    assert steps[0] == steps[2] == policy.generate([short], n=3, stop=["e"], max_tokens=8, seed=[1])[0]
+    with pytest.raises(ValueError, match="must fit"):  # the token-level API still refuses it
+        policy.generate_ids([tok(long)["input_ids"]], 1, 8, seed=[0])

@@ -7,7 +7,9 @@ import pytest
 from rstar_jax.config import SearchConfig
 from rstar_jax.data import Problem
 from rstar_jax.execution import Executor
+from rstar_jax.interfaces import FinishReason, Step
 from rstar_jax.search import baselines, build_prompt
+from rstar_jax.search.steps import STEP_END
 from rstar_jax.search.trajectories import beam_search, sample_trajectories
 from rstar_jax.testing import BoxGrader, FakeExecutor, HashPPM, RandomStepPolicy, ScriptedToyPolicy
 from rstar_jax.toy import generate_problems
@@ -151,3 +153,32 @@ def test_votes_ignore_missing_answers():
         run_seed=0,
     )
     assert out[0].answer is None and all(a is None for a, _ in out[0].candidates)
+
+
+class _OutOfContextAfterOneStep:
+    """The error-free toy teacher, except that a prompt holding a step has no room left (what `FlaxPolicy` returns
+    for a prompt that no longer fits its context: n empty LENGTH steps)."""
+
+    def __init__(self, problems):
+        self.inner = ScriptedToyPolicy(problems, 0.0)
+
+    def generate(self, prompts, n, stop, max_tokens, seed):
+        out = self.inner.generate(prompts, n, stop, max_tokens, seed)
+        full = [STEP_END in p for p in prompts]
+        return [[Step("", FinishReason.LENGTH, None, 0)] * n if f else row for f, row in zip(full, out, strict=True)]
+
+
+def test_a_policy_out_of_context_ends_the_trajectory_as_too_deep():
+    problems = generate_problems("gsm", 2, 1)
+    runs = sample_trajectories(
+        problems,
+        2,
+        cfg=SearchConfig(max_depth=8),
+        policy=_OutOfContextAfterOneStep(problems),
+        executor=FakeExecutor(),
+        grader=BoxGrader(),
+        run_seed=0,
+    )
+    for trajectories in runs:
+        for t in trajectories:
+            assert t.answer is None and len(t.texts) == 2 and t.texts[1] == ""

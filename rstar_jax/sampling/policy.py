@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rstar_jax.interfaces import Step
+from rstar_jax.interfaces import FinishReason, Step
 from rstar_jax.models import Decoder
 from rstar_jax.sampling import decode, kv_pool
 from rstar_jax.sampling.decode import SamplingParams, row_keys
@@ -121,8 +121,14 @@ class FlaxPolicy:
         if not prompts:
             return []
         ids = [list(x) for x in self.tokenizer(list(prompts))["input_ids"]]
-        rows = self.run(ids, n, stop, max_tokens, seed)
-        return [[s.step for s in r if s.step is not None] for r in rows]
+        fits = [i for i, p in enumerate(ids) if len(p) + max_tokens <= self.config.max_position_embeddings]
+        rows = self.run([ids[i] for i in fits], n, stop, max_tokens, [seed[i] for i in fits]) if fits else []
+        # A prompt with no room left for `max_tokens` ends there: n empty LENGTH steps (the search makes them
+        # TOO_DEEP dead ends) instead of an error that would stop every other problem of the batch.
+        out = [[Step("", FinishReason.LENGTH, None, 0)] * n for _ in ids]
+        for i, r in zip(fits, rows, strict=True):
+            out[i] = [s.step for s in r if s.step is not None]
+        return out
 
     def generate_ids(
         self, prompt_ids: Sequence[Sequence[int]], n: int, max_tokens: int, seed: Sequence[int]

@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from rstar_jax.execution import ExecResult
+from rstar_jax.interfaces import FinishReason, Step
 from rstar_jax.search.steps import CODE_END, Sample, code_state_after, with_observation
 from rstar_jax.search.tree import TerminalKind
 
@@ -70,6 +71,11 @@ class HostNode:
 def program_steps(parent: HostNode, step_text: str) -> list[str]:
     """The step texts whose code a new non-answer step runs: the parent's open block plus the step."""
     return [*(parent.block if parent.in_code else ()), step_text]
+
+
+def _out_of_context(step: Step) -> bool:
+    """An empty LENGTH step: the policy had no room left in its context for this prompt (`FlaxPolicy.generate`)."""
+    return step.finish is FinishReason.LENGTH and not step.text
 
 
 def make_children(
@@ -127,7 +133,7 @@ def make_children(
                 node.text = with_observation(step, result.observation)
             node.in_code = code_state_after(step, parent.in_code)
             node.block = tuple(program_steps(parent, step)) if node.in_code else ()
-            if depth > max_depth:
+            if depth > max_depth or _out_of_context(sample.step):
                 node.kind = TerminalKind.TOO_DEEP
                 node.final_answer = TOO_MANY_STEPS
         children.append(node)
