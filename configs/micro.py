@@ -40,7 +40,7 @@ def get_config() -> RunConfig:
         progress_bars=False,
         toy=ToyConfig(seed=0, train_per_band=4, test_per_band=2),
         model=ModelSetup(
-            tiny_vocab=320,
+            tiny_vocab=384,
             tiny_hidden=32,
             tiny_layers=1,
             tiny_heads=2,
@@ -52,7 +52,9 @@ def get_config() -> RunConfig:
         ),
         teacher=TeacherConfig(wrong_operand=0.1, wrong_operation=0.05, code_error=0.05, answer_error=0.0),
         search=SearchConfig(rollouts=2, samples_per_expansion=3, max_depth=6, max_step_tokens=32, batch_problems=16),
-        evolve=EvolveConfig(bootstrap_rollouts=4, unsolved_rollouts=2, eval_samples=2, eval_temperature=1.0),
+        evolve=EvolveConfig(
+            bootstrap_rollouts=4, unsolved_rollouts=2, eval_samples=2, eval_temperature=1.0, sft_replay=True
+        ),
         execution=ExecutionConfig(timeout_s=5.0, memory_mb=512, workers=1),
         sft=_train(4),
         ppm=_train(3),

@@ -205,6 +205,9 @@ class EvolveConfig:
     ppm_from_round: int = _field(3, "first round whose search uses the previous round's PPM (q0 init)", ge=2)
     sft_init: SftInit = _field(SftInit.BASE, "where each round's policy SFT starts")
     sft_per_problem: int = _field(2, "SFT trajectories kept per problem (top by mean Q)", ge=1)
+    sft_replay: bool = _field(
+        False, "round r's SFT data also keeps earlier rounds' records of problems round r did not solve (toy scale)"
+    )
     pair_margin: float = _field(0.5, "minimum Q margin of a PPM step pair", ge=0.0)
     eval_samples: int = _field(8, "trajectories per held-out problem for votes, best-of-N and MCTS rollouts", ge=1)
     eval_problems: int = _field(0, "held-out problems evaluated per round; 0 = all", ge=0)

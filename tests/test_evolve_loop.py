@@ -82,6 +82,13 @@ def test_kill9_every_stage_then_resume_matches_uninterrupted_run(tmp_path):
     for wd in (ref_dir, run_dir):
         assert (wd / "report" / "report.md").exists() and (wd / "report" / "report_system.png").exists()
         assert (wd / f"round_{ROUNDS}" / "report" / f"round_{ROUNDS}.json").exists()
+    # sft_replay (on in micro): round 2's SFT data holds every problem of round 1's, solved again or replayed
+    sft = [json.loads((ref_dir / f"round_{r}" / "data" / "sft.json").read_text()) for r in (1, 2)]
+    replayed = json.loads((ref_dir / "round_2" / "data" / "stats.json").read_text())["replayed"]
+    new_part, old_part = sft[1][: len(sft[1]) - replayed], sft[1][len(sft[1]) - replayed :]
+    assert all(x in sft[0] for x in old_part)
+    assert not {x["id"] for x in old_part} & {x["id"] for x in new_part}
+    assert {x["id"] for x in sft[0]} <= {x["id"] for x in sft[1]}
     assert (run_dir / "round_1" / "trees" / "trees.jsonl").read_bytes() == (
         ref_dir / "round_1" / "trees" / "trees.jsonl"
     ).read_bytes()

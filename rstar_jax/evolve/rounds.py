@@ -5,7 +5,8 @@
 Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`, see `stages`):
 
     trees/     trees.jsonl (+ trees_unsolved.jsonl in round 4): one MCTS tree per training problem
-    data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A)
+    data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A); with
+               `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve
     sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl)
     ppm/       model/ (HF *ForSequenceClassification with the value head), run/
     eval/      one JSON of predictions per method, MCTS tree files
@@ -136,10 +137,12 @@ def _trees(ctx: RoundContext, r: int) -> dict[str, Any]:
 def _extract(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, Any]:
     cfg, rd = ctx.cfg, ctx.run_dir.round(r)
     data_dir = rd.data
+    replay = cfg.evolve.sft_replay and r > 1
     inputs = {
         "trees": digest(trees),
         "margin": cfg.evolve.pair_margin,
         "per_problem": cfg.evolve.sft_per_problem,
+        "replay": digest(_previous(ctx, r, "data")[1]) if replay else None,
     }
 
     def body() -> dict[str, Any]:
@@ -147,11 +150,17 @@ def _extract(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, Any]
         for name in sorted(trees["files"]):
             records += list(read_records(rd.trees / name))
         data = extract.extract_round(records, margin=cfg.evolve.pair_margin, per_problem=cfg.evolve.sft_per_problem)
+        sft = data.sft
+        if replay:  # earlier rounds' records (themselves replayed) of the problems this round did not solve
+            solved = {x["id"] for x in sft}
+            earlier = json.loads((_previous(ctx, r, "data")[0] / "sft.json").read_text(encoding="utf-8"))
+            sft = sft + [x for x in earlier if x["id"] not in solved]
+            data.stats["replayed"] = len(sft) - len(data.sft)
         paths = [data_dir / "sft.json", data_dir / "pairs.json", data_dir / "stats.json"]
-        extract.write_json(paths[0], data.sft)
+        extract.write_json(paths[0], sft)
         extract.write_json(paths[1], data.pairs)
         write_json(paths[2], data.stats)
-        return {"files": paths, "counts": {"sft": len(data.sft), "pairs": len(data.pairs)}, "metrics": data.stats}
+        return {"files": paths, "counts": {"sft": len(sft), "pairs": len(data.pairs)}, "metrics": data.stats}
 
     return ctx.stages.run(data_dir, f"round_{r}/extract", inputs, body)
 
