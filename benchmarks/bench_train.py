@@ -25,6 +25,7 @@ the step pair at the branch and the final-step trajectory pair.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import re
@@ -59,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     add("--bands", default=",".join(BANDS))
     add("--seed", type=int, default=0)
     add("--vocab", type=int, default=768, help="BPE entries incl. 17 specials and 256 bytes")
+    add("--copy_steps", type=int, default=0, help="pretrain on a repeat-the-sequence task first (0: no)")
+    add("--number_digits", type=int, default=2, help="numbers up to this many digits are one token (1: digits)")
     for name, value in TINY_DEFAULTS.items():
         add(f"--{name}", type=int, default=value)
     add("--max_length", type=int, default=384, help="tokens per training sequence (longer ones are cut)")
@@ -130,6 +133,20 @@ def tree_record(problem: Problem, rng: random.Random) -> dict[str, Any]:
     return {"id": problem.id, "question": problem.question, "answer": answer, "rstar": nodes}
 
 
+def copy_examples(n: int, vocab: int, seed: int, first: int = 17) -> Examples:
+    """n sequences `x x` of random non-special tokens x (16-96 long), loss on the second copy: the induction
+    pattern (a token, then what followed it earlier) that copying numbers from the question needs."""
+    rng = np.random.default_rng(seed)
+    tokens, mask, loss = (np.zeros((n, 192), t) for t in (np.int32, bool, bool))
+    for i in range(n):
+        m = int(rng.integers(16, 97))
+        x = rng.integers(first, vocab, m)
+        tokens[i, : 2 * m] = np.concatenate([x, x])
+        mask[i, : 2 * m] = True
+        loss[i, m : 2 * m] = True
+    return Examples({"tokens": tokens, "mask": mask, "loss_mask": loss}, tuple(f"copy/{i}" for i in range(n)))
+
+
 def real_tokens(examples: Examples, key: str = "mask") -> float:
     """Mean real (unpadded) tokens per sequence."""
     return float(examples.arrays[key].sum(1).mean())
@@ -144,7 +161,7 @@ def main() -> None:
     times: dict[str, float] = {}
     results: dict[str, Any] = {"settings": vars(args)}
     t0 = time.perf_counter()
-    tokenizer = train_toy_tokenizer(train_p, args.vocab)
+    tokenizer = train_toy_tokenizer(train_p, args.vocab, number_digits=args.number_digits)
     times["tokenizer"] = time.perf_counter() - t0
 
     def encode(text: str) -> list[int]:
@@ -173,6 +190,11 @@ def main() -> None:
                               compute_dtype=args.dtype, save_every=10**6, log_every=10,
                               eval_every=max(args.sft_steps // 3, 1))  # fmt: skip
         t0 = time.perf_counter()
+        if args.copy_steps:
+            copy_cfg = dataclasses.replace(sft_cfg, steps=args.copy_steps, eval_every=0)
+            copies = copy_examples(4096, len(tokenizer), args.seed)
+            policy, done = train(policy, sft_loss, copies, cfg=copy_cfg, workdir=f"{tmp}/copy")
+            results["copy_loss"] = done["loss"]
         policy, final = train(policy, sft_loss, fit, cfg=sft_cfg, workdir=f"{tmp}/sft", eval_examples=held)
         times["sft"] = time.perf_counter() - t0
         if args.out:

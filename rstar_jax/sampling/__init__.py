@@ -8,7 +8,7 @@ remote = CompletionsPolicy("http://127.0.0.1:8000/v1", "served-model")  # an Ope
 """
 
 from rstar_jax.sampling.decode import SamplingParams, row_keys, sample_tokens
-from rstar_jax.sampling.kv_pool import KVPool, PrefillBatch, bucket, plan_prefill, prefill
+from rstar_jax.sampling.kv_pool import KVPool, PrefillBatch, bucket, bucket_rows, plan_prefill, prefill
 from rstar_jax.sampling.policy import FlaxPolicy, default_eos_ids, seed_to_u32
 from rstar_jax.sampling.prefix_cache import CacheStats, PrefixCache
 from rstar_jax.sampling.remote import CompletionsError, CompletionsPolicy
@@ -27,6 +27,7 @@ __all__ = [
     "SamplingParams",
     "StopScanner",
     "bucket",
+    "bucket_rows",
     "default_eos_ids",
     "plan_prefill",
     "prefill",

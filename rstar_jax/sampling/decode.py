@@ -130,6 +130,36 @@ def start(
     return DecodeState(big, first, rep(lengths, 0), keys, jnp.ones((), jnp.int32))
 
 
+def select_rows(state: DecodeState, rows: jax.Array) -> DecodeState:
+    """The decode state of rows [R'] (indices into the R rows of `state`, repeats allowed): drops finished rows
+    so later chunks run on fewer. Each row's tokens depend only on its own cache, position, key and t."""
+    cache = state.cache
+    small = KVCache(
+        k=constrain(jnp.take(cache.k, rows, axis=1), CACHE_AXES),
+        v=constrain(jnp.take(cache.v, rows, axis=1), CACHE_AXES),
+        mask=jnp.take(cache.mask, rows, axis=0),
+        index=cache.index,
+    )
+    pick = lambda x: jnp.take(x, rows, axis=0)
+    return DecodeState(small, pick(state.tokens), pick(state.positions), pick(state.keys), state.t)
+
+
+def grow(state: DecodeState, slots: int) -> DecodeState:
+    """The state with `slots` more empty (masked) decode slots at the end of its cache: [L, R, S + slots, K, H].
+    Decoding starts with few slots and grows them only for rows that run long, since every step attends over
+    all S slots."""
+    cache = state.cache
+    L, R, _, K, H = cache.k.shape
+    zeros = jnp.zeros((L, R, slots, K, H), cache.k.dtype)
+    big = KVCache(
+        k=constrain(jnp.concatenate([cache.k, zeros], axis=2), CACHE_AXES),
+        v=constrain(jnp.concatenate([cache.v, zeros], axis=2), CACHE_AXES),
+        mask=jnp.concatenate([cache.mask, jnp.zeros((R, slots), bool)], axis=1),
+        index=cache.index,
+    )
+    return state._replace(cache=big)
+
+
 def chunk(model: Decoder, state: DecodeState, k: int, params: SamplingParams) -> tuple[DecodeState, jax.Array]:
     """Feed the last tokens and sample k more per row: returns the new state and tokens [R, k]."""
 

@@ -39,6 +39,13 @@ def bucket(n: int, minimum: int = MIN_BUCKET) -> int:
     return max(minimum, 1 << (n - 1).bit_length())
 
 
+def bucket_rows(n: int, minimum: int = 1) -> int:
+    """The static batch size used for `n` rows: the next power of two or 1.5 times one (1, 2, 3, 4, 6, 8, 12,
+    ...), at least `minimum`; rows cost compute in proportion, so they are bucketed finer than lengths."""
+    size = bucket(n, minimum)
+    return size * 3 // 4 if size >= 4 and size * 3 // 4 >= max(n, minimum) else size
+
+
 class KVPool(NamedTuple):
     """Keys and values of every cached token: k, v [L, SLOTS, K, H]."""
 

@@ -6,10 +6,13 @@
 
 One call: prompts are tokenized, cut into micro-batches of at most `max_rows // n` prompts, and for each
 micro-batch one jitted prefill (cached prefixes gathered from the KV pool, new tokens written into it),
-then jitted chunks of `chunk` decode steps. The host receives `[R, chunk]` tokens per chunk, with one chunk
-always in flight, checks stop strings (`stops.StopScanner`) and stops launching chunks once every row is
-finished. Static shapes come from power-of-two buckets (prompts per batch, cached and new prompt lengths,
-decode length), so a long search compiles a handful of programs.
+then jitted chunks of `chunk` decode steps. The host receives `[R, chunk]` tokens per chunk, checks stop
+strings (`stops.StopScanner`) and stops once every row is finished. Between chunks the batch sheds its
+finished rows (down to `MIN_ROWS`), and the cache starts with `2 * chunk` decode slots, doubled only when a
+row runs longer: every decode step attends over all cache slots of all rows, so on CPU the step cost is
+about proportional to rows x slots. A row's tokens depend only on its own prompt, seed and sample index.
+Static shapes come from buckets (powers of two and 1.5 times them for rows, powers of two for cached and
+new prompt lengths and decode slots), so a long search compiles a bounded set of programs.
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ _PREFILL = jax.jit(
     _prefill_impl, static_argnames=("graphdef", "n", "decode_slots", "params"), donate_argnames=("pool",)
 )
 _CHUNK = jax.jit(_chunk_impl, static_argnames=("graphdef", "k", "params"), donate_argnames=("dstate",))
+_SELECT = jax.jit(decode.select_rows)
+_GROW = jax.jit(decode.grow, static_argnames=("slots",))
+MIN_ROWS = 8  # finished rows are dropped between chunks down to this many (smaller batches save little)
 
 
 class FlaxPolicy:
@@ -87,7 +93,8 @@ class FlaxPolicy:
       sampling: temperature / top-p / top-k (temperature 0 is greedy); default: plain sampling at T = 1.
       pool_slots: prefix-cache capacity in tokens (KV pool [L, pool_slots, K, H] on the device).
       max_rows: at most this many rows (prompts x n) decode together.
-      chunk: decode steps per jitted chunk (a power of two); the host checks stop strings once per chunk.
+      chunk: decode steps per jitted chunk (a power of two); the host checks stop strings and drops finished
+        rows once per chunk.
       eos_ids: ids that end a sample; default: the config's and tokenizer's EOS.
     """
 
@@ -170,12 +177,13 @@ class FlaxPolicy:
         max_tokens: int,
         seed: Sequence[int],
     ) -> list[list[StopScanner]]:
-        rows = kv_pool.bucket(len(prompt_ids), minimum=1)
+        rows = kv_pool.bucket_rows(len(prompt_ids))
         batch = kv_pool.plan_prefill(self.cache, prompt_ids, rows)
         seeds = np.zeros((rows,), np.uint32)
         seeds[: len(seed)] = [seed_to_u32(s) for s in seed]
         steps = max_tokens - 1  # the first token comes from the prefill
         k, decode_slots = self.decode_shape(max_tokens)
+        slots, used = min(decode_slots, 2 * k), 0  # decode slots in the cache, and written so far
         window = self.config.sliding_window
         width = batch.prefix_slots.shape[1] + batch.tokens.shape[1] + decode_slots
         if window is not None and width > window:
@@ -192,7 +200,7 @@ class FlaxPolicy:
                 batch,
                 jnp.asarray(seeds),
                 n=n,
-                decode_slots=decode_slots,
+                decode_slots=slots,
                 params=self.sampling,
             )
         finally:
@@ -201,17 +209,21 @@ class FlaxPolicy:
             [StopScanner(self.tokenizer, stop, self.eos_ids, max_tokens, p) for _ in range(n)] for p in prompt_ids
         ]
         flat = [s for row in scanners for s in row]
-        self._feed(flat, np.asarray(dstate.tokens)[:, None])
-        in_flight: list[jax.Array] = []
+        live = list(range(len(flat)))  # device row r decodes flat[live[r]]
+        self._feed(flat, live, np.asarray(dstate.tokens)[:, None])
         for _ in range(-(-steps // k) if steps else 0):
-            if all(s.done for s in flat):
+            running = [r for r, i in enumerate(live) if not flat[i].done]
+            if not running:
                 break
+            size = kv_pool.bucket_rows(len(running), minimum=min(MIN_ROWS, dstate.tokens.shape[0]))
+            if size < dstate.tokens.shape[0]:  # finished rows leave the batch (extra slots repeat a live row)
+                dstate = _SELECT(dstate, jnp.asarray(running + running[:1] * (size - len(running)), jnp.int32))
+                live = [live[r] for r in running]
+            if used + k > slots:  # long rows: double the decode slots (only the first chunks pay for them all)
+                dstate, slots = _GROW(dstate, slots=slots), 2 * slots
             dstate, toks = _CHUNK(self._graphdef, self._state, dstate, k=k, params=self.sampling)
-            in_flight.append(toks)
-            if len(in_flight) == 2:
-                self._feed(flat, np.asarray(in_flight.pop(0)))
-        for toks in in_flight:
-            self._feed(flat, np.asarray(toks))
+            used += k
+            self._feed(flat, live, np.asarray(toks))
         return scanners
 
     def clear_cache(self) -> None:
@@ -229,9 +241,9 @@ class FlaxPolicy:
         prompts with an empty prefix cache; compiles without running and without touching the cache."""
         k, decode_slots = self.decode_shape(max_tokens)
         scratch = PrefixCache(sum(map(len, prompt_ids)) + 1)
-        batch = kv_pool.plan_prefill(scratch, prompt_ids, kv_pool.bucket(len(prompt_ids), minimum=1))
+        batch = kv_pool.plan_prefill(scratch, prompt_ids, kv_pool.bucket_rows(len(prompt_ids)))
         seeds = jnp.zeros((batch.lengths.shape[0],), jnp.uint32)
-        static = dict(n=n, decode_slots=decode_slots, params=self.sampling)
+        static = dict(n=n, decode_slots=min(decode_slots, 2 * k), params=self.sampling)
         start = time.perf_counter()
         _PREFILL.lower(self._graphdef, self._state, self.pool, batch, seeds, **static).compile()
         prefill_s = time.perf_counter() - start
@@ -248,7 +260,7 @@ class FlaxPolicy:
         return prefill_s, time.perf_counter() - start
 
     @staticmethod
-    def _feed(scanners: list[StopScanner], tokens: np.ndarray) -> None:
-        """tokens [R_padded, k]: row r of the real rows goes to scanners[r]."""
-        for s, row in zip(scanners, tokens, strict=False):
-            s.feed(row)
+    def _feed(scanners: list[StopScanner], live: list[int], tokens: np.ndarray) -> None:
+        """tokens [R_padded, k]: device row r goes to scanners[live[r]] (rows past `live` are padding)."""
+        for i, row in zip(live, tokens, strict=False):
+            scanners[i].feed(row)
