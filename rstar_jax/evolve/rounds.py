@@ -176,7 +176,14 @@ def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: tu
         records = json.loads((rd.data / source).read_text(encoding="utf-8"))
         out = stage_dir / ("policy" if kind is Kind.SFT else "model")
         summary = fit(
-            kind, records, init_dir=init[0], out_dir=out, cfg=train_cfg, workdir=stage_dir / "run", allow_empty=True
+            kind,
+            records,
+            init_dir=init[0],
+            out_dir=out,
+            cfg=train_cfg,
+            workdir=stage_dir / "run",
+            allow_empty=True,
+            progress=cfg.progress_bars,
         )
         files = sorted(p for p in out.iterdir() if p.is_file())
         return {"files": files, "counts": {"examples": int(summary["examples"])}, "metrics": summary}

@@ -90,6 +90,7 @@ def fit(
     workdir: str | os.PathLike,
     mesh: Any = None,
     allow_empty: bool = False,
+    progress: bool = True,
 ) -> dict[str, float]:
     """Trains from the HF policy in `init_dir` on `records` and exports the result to `out_dir`.
 
@@ -101,6 +102,7 @@ def fit(
       workdir: checkpoints and metrics (resumable).
       allow_empty: with no records, export the initial model untrained (a PPM: the policy and a fresh head)
         instead of raising; a round whose trees hold no preference pair still hands a PPM to the next one.
+      progress: show the training progress bar (the run's `progress_bars`).
 
     Returns:
       The final metrics (`loss`, `eval_loss`, and for pairs `eval_accuracy`), plus `examples` and `held_out`.
@@ -132,7 +134,14 @@ def fit(
         cfg = dataclasses.replace(cfg, steps=steps)
         logging.info("rstar_jax/train: %s epochs of %d examples = %d steps", cfg.epochs, len(fit_examples), steps)
     trained, summary = train(
-        model, loss, fit_examples, cfg=cfg, workdir=workdir, eval_examples=held if len(held) else None, mesh=mesh
+        model,
+        loss,
+        fit_examples,
+        cfg=cfg,
+        workdir=workdir,
+        eval_examples=held if len(held) else None,
+        mesh=mesh,
+        progress=progress,
     )
     _export(kind, trained, tokenizer, Path(out_dir))
     return {**summary, "examples": float(len(fit_examples)), "held_out": float(len(held))}

@@ -135,6 +135,7 @@ def train(
     eval_examples: Examples | None = None,
     mesh: Mesh | None = None,
     length_bucket: int = 64,
+    progress: bool = True,
 ) -> tuple[nnx.Module, dict[str, float]]:
     """Trains `model` (a `Decoder` or `PPM`) on `examples` with `loss_fn` for `cfg.steps` steps (module docstring).
 
@@ -146,6 +147,7 @@ def train(
       workdir: checkpoints and `metrics.jsonl`; a rerun resumes from its latest checkpoint.
       mesh: a (data, fsdp, tensor) mesh; default one device.
       length_bucket: batches are cut to their longest real sequence rounded up to a multiple of this (<= T).
+      progress: show the progress bar (its summary line is logged either way).
 
     Returns:
       (the trained module in fp32, the final metrics: last train step and `eval_*`).
@@ -198,7 +200,7 @@ def train(
         state = TrainState(restored.params, restored.opt_state, step_arr)
         logging.info("rstar_jax/train: resumed from %s at step %d", ckpt.directory, start)
     last: dict[str, float] = {}
-    with Progress(total=cfg.steps, desc="train", unit="step") as bar, ckpt:
+    with Progress(total=cfg.steps, desc="train", unit="step", enabled=progress) as bar, ckpt:
         bar.update(start)
         for step in range(start, cfg.steps):
             arrays, ids = examples.micro_batches(step * A, A, B, cfg.seed)
