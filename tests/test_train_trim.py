@@ -3,38 +3,23 @@ and the losses, metrics and trained parameters equal those computed on the full 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from test_train import CONFIG as TRAIN_CONFIG
+from test_train import encode
 
 from rstar_jax.config import TrainConfig
-from rstar_jax.models import PPM, Decoder, ModelConfig
+from rstar_jax.models import PPM, Decoder
 from rstar_jax.train import bradley_terry_loss, pair_examples, pqm_loss, sft_examples, sft_loss, train, value_examples
 from rstar_jax.train.batches import trim_padding
 
-CONFIG = ModelConfig(
-    model_type="qwen2",
-    vocab_size=128,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=1,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-    rms_norm_eps=1e-6,
-    rope_theta=1e4,
-    max_position_embeddings=256,
-    tie_word_embeddings=True,
-    qkv_bias=True,
-)
+CONFIG = dataclasses.replace(TRAIN_CONFIG, max_position_embeddings=256)  # the tiny model of test_train.py
 T = 160
-
-
-def encode(text: str) -> list[int]:
-    return [min(ord(ch), 127) for ch in text]
 
 
 def sft_set(n: int = 12):
