@@ -33,6 +33,7 @@ import tempfile
 import time
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
@@ -65,6 +66,7 @@ def parse_args() -> argparse.Namespace:
     for name, value in TINY_DEFAULTS.items():
         add(f"--{name}", type=int, default=value)
     add("--max_length", type=int, default=384, help="tokens per training sequence (longer ones are cut)")
+    add("--length_window", type=int, default=16, help="micro-batches per length-sorted window (1: plain shuffle)")
     add("--dtype", default="float32", choices=("float32", "bfloat16"))
     add("--sft_steps", type=int, default=300)
     add("--batch", type=int, default=16)
@@ -147,6 +149,31 @@ def copy_examples(n: int, vocab: int, seed: int, first: int = 17) -> Examples:
     return Examples({"tokens": tokens, "mask": mask, "loss_mask": loss}, tuple(f"copy/{i}" for i in range(n)))
 
 
+def number_accuracy(policy: Decoder, tokenizer: Any, examples: Examples, batch: int = 16) -> dict[str, float]:
+    """Teacher-forced top-1 accuracy on the response tokens of `examples`: all of them; number tokens whose value
+    is new to the response (`question`: copied from the question, or computed); number tokens repeating one
+    written earlier in the response (`repeat`: e.g. a comment's literal in the code line below it). Step indices
+    ("# Step 2") and name suffixes ("nina_2") are not counted as numbers."""
+    texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    is_number = np.array([t.strip().isdigit() for t in texts])
+    forward = nnx.jit(lambda m, t, p, k: jnp.argmax(m(t, p, k)[0], axis=-1))
+    hits: dict[str, list[bool]] = {"all": [], "question": [], "repeat": []}
+    for i in range(0, len(examples), batch):
+        tok, mask, loss = (examples.arrays[k][i : i + batch] for k in ("tokens", "mask", "loss_mask"))
+        pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+        pred = np.asarray(forward(policy, tok, pos, mask))
+        for row in range(len(tok)):
+            seen: set[int] = set()
+            for t in np.flatnonzero(loss[row])[1:]:
+                target, right = int(tok[row, t]), bool(pred[row, t - 1] == tok[row, t])
+                hits["all"].append(right)
+                before = texts[int(tok[row, t - 2])] + texts[int(tok[row, t - 1])]
+                if is_number[target] and not before.endswith(("Step ", "_")):
+                    hits["repeat" if target in seen else "question"].append(right)
+                    seen.add(target)
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in hits.items()}
+
+
 def real_tokens(examples: Examples, key: str = "mask") -> float:
     """Mean real (unpadded) tokens per sequence."""
     return float(examples.arrays[key].sum(1).mean())
@@ -187,6 +214,7 @@ def main() -> None:
             times["greedy_untrained"] = time.perf_counter() - t0
         sft_cfg = TrainConfig(steps=args.sft_steps, batch_size=args.batch, max_length=args.max_length,
                               learning_rate=args.sft_lr, warmup_steps=args.warmup, decay="cosine", weight_decay=0.01,
+                              length_window=args.length_window,
                               compute_dtype=args.dtype, save_every=10**6, log_every=10,
                               eval_every=max(args.sft_steps // 3, 1))  # fmt: skip
         t0 = time.perf_counter()
@@ -197,6 +225,7 @@ def main() -> None:
             results["copy_loss"] = done["loss"]
         policy, final = train(policy, sft_loss, fit, cfg=sft_cfg, workdir=f"{tmp}/sft", eval_examples=held)
         times["sft"] = time.perf_counter() - t0
+        results["teacher_forced"] = number_accuracy(policy, tokenizer, held)
         if args.out:
             write_tiny_model(args.out, tokenizer, config, seed=args.seed, model=policy)
         with open(f"{tmp}/sft/metrics.jsonl") as f:
@@ -252,6 +281,9 @@ def report(r: dict[str, Any]) -> None:
           f"({sft['tokens_per_s']:.0f} real tokens/s, {sft['padded_tokens_per_s']:.0f} padded); loss "
           f"{sft['loss_first_logged']:.3f} (step 10) -> {sft['loss_last']:.3f}; "
           f"held-out loss {sft['eval_loss']}")  # fmt: skip
+    tf = r["teacher_forced"]
+    print(f"held-out teacher-forced top-1: response tokens {tf['all']:.3f}; numbers new to the response "
+          f"{tf['question']:.3f}, numbers repeating one in the response {tf['repeat']:.3f}")  # fmt: skip
     if "greedy_trained" in r:
         for name in ("greedy_untrained", "greedy_trained"):
             accs = ", ".join(f"{k} {v:.3f}" for k, v in r[name].items())

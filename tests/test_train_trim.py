@@ -16,7 +16,7 @@ from test_train import encode
 from rstar_jax.config import TrainConfig
 from rstar_jax.models import PPM, Decoder
 from rstar_jax.train import bradley_terry_loss, pair_examples, pqm_loss, sft_examples, sft_loss, train, value_examples
-from rstar_jax.train.batches import trim_padding
+from rstar_jax.train.batches import Examples, trim_padding
 
 CONFIG = dataclasses.replace(TRAIN_CONFIG, max_position_embeddings=256)  # the tiny model of test_train.py
 T = 160
@@ -49,6 +49,34 @@ def test_trim_rounds_up_to_bucket_and_keeps_full_length_batches():
     assert trim_padding({"mask": np.zeros((1, 2, T), bool)}, 16)["mask"].shape == (1, 2, 16)
 
 
+def test_length_grouping_is_a_seeded_permutation_with_less_padding():
+    rng = np.random.default_rng(0)
+    n, B, window = 203, 4, 8
+    lengths = rng.integers(1, T, n)
+    mask = np.arange(T)[None] < lengths[:, None]
+    ex = Examples({"tokens": np.zeros((n, T), np.int32), "mask": mask}, tuple(f"p{i}" for i in range(n)))
+    np.testing.assert_array_equal(ex.lengths, lengths)
+    plain = np.random.default_rng([5, 1]).permutation(n)
+    np.testing.assert_array_equal(ex.epoch_order(1, B, 5), plain)  # window 1: the plain permutation
+    for epoch in (0, 1):
+        order = ex.epoch_order(epoch, B, 5, window)
+        assert sorted(order.tolist()) == list(range(n))  # every example once per epoch
+        # each window of B x window examples of the plain permutation is regrouped, never mixed across windows
+        span = B * window
+        for w in range(0, n, span):
+            assert set(order[w : w + span]) == set(np.random.default_rng([5, epoch]).permutation(n)[w : w + span])
+        np.testing.assert_array_equal(order, Examples(ex.arrays, ex.ids).epoch_order(epoch, B, 5, window))
+    assert not np.array_equal(ex.epoch_order(0, B, 5, window), ex.epoch_order(1, B, 5, window))
+
+    def padded(window: int) -> int:  # tokens of the batches' [B, longest] rectangles over two epochs
+        batches = [ex.micro_batches(k, 1, B, 5, window)[0]["mask"] for k in range(2 * n // B)]
+        return sum(B * int(m.sum(-1).max()) for m in batches)
+
+    assert padded(window) < 0.8 * padded(1)
+    batch, ids = ex.micro_batches(3, 2, B, 5, window)
+    np.testing.assert_array_equal(batch["mask"].reshape(2 * B, T).sum(-1), lengths[[int(i[1:]) for i in ids]])
+
+
 def test_losses_unchanged_by_trimming():
     policy, ppm = Decoder(CONFIG, rngs=nnx.Rngs(0)), PPM(CONFIG, rngs=nnx.Rngs(1))
     pairs = [
@@ -76,11 +104,12 @@ def test_trained_steps_equal_full_length_training(tmp_path):
     cfg = TrainConfig(
         steps=4, batch_size=2, accum_steps=1, max_length=T, learning_rate=1e-2, compute_dtype="float32", log_every=1
     )
-    # The steps run at several lengths (bucket 16): 128, 144, 144, 112 of T = 160.
-    lengths = [trim_padding(fit.micro_batches(k, 1, 2, cfg.seed)[0], 16)["tokens"].shape[2] for k in range(4)]
+    # The steps run at several lengths (bucket 16), all below T = 160.
+    batches = [fit.micro_batches(k, 1, 2, cfg.seed, cfg.length_window)[0] for k in range(4)]
+    lengths = [trim_padding(b, 16)["tokens"].shape[2] for b in batches]
     assert len(set(lengths)) > 1 and max(lengths) < T
     # The reference: the first step's loss is the full-T loss of its micro-batch at the initial params.
-    first, _ = fit.micro_batches(0, 1, 2, cfg.seed)
+    first, _ = fit.micro_batches(0, 1, 2, cfg.seed, cfg.length_window)
     expected = float(sft_loss(Decoder(CONFIG, rngs=nnx.Rngs(0)), {k: jnp.asarray(v[0]) for k, v in first.items()})[0])
     runs = {}
     for bucket in (16, T):  # bucket T never trims: the untrimmed path

@@ -3,8 +3,11 @@
 Every view (SFT, PPM pairs, ORM pairs, PQM values) becomes an `Examples`: a dict of `[N, ...]` arrays plus the
 problem id of each example. The stream visits the examples epoch by epoch, each epoch in its own permutation
 drawn from (seed, epoch), so micro-batch k is a pure function of (seed, k): resuming at a data position needs
-nothing but k. Sequences are right-padded to a fixed `max_length`; `trim_padding` then cuts each batch's shared
-right padding to a multiple of a bucket (one compiled shape per bucket).
+nothing but k. Length grouping: the permutation is cut into windows of `window` micro-batches, each window is
+sorted by sequence length and cut into micro-batches, and the micro-batches of a window are shuffled, so a batch
+holds sequences of similar length (little padding) while the order of batches stays random. Sequences are
+right-padded to a fixed `max_length`; `trim_padding` then cuts each batch's shared right padding to a multiple of
+a bucket (one compiled shape per bucket).
 
 Shapes: N examples, T = max_length, A micro-batches per optimizer step, B examples per micro-batch.
 """
@@ -12,6 +15,7 @@ Shapes: N examples, T = max_length, A micro-batches per optimizer step, B exampl
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,7 +47,42 @@ class Examples:
     def take(self, index: np.ndarray) -> Examples:
         return Examples({k: v[index] for k, v in self.arrays.items()}, tuple(self.ids[i] for i in index))
 
-    def micro_batches(self, start: int, count: int, batch: int, seed: int) -> tuple[dict[str, np.ndarray], list[str]]:
+    @functools.cached_property
+    def lengths(self) -> np.ndarray:
+        """`[N]` real tokens of each example (the longest of its `*mask` arrays)."""
+        masks = [v.reshape(len(self), -1).sum(1) for k, v in self.arrays.items() if k.endswith("mask")]
+        return np.max(masks, axis=0) if masks else np.zeros(len(self), np.int64)
+
+    def epoch_order(self, epoch: int, batch: int, seed: int, window: int = 1) -> np.ndarray:
+        """`[N]` the example order of `epoch`: a permutation from (seed, epoch), length-grouped in windows of
+        `window` micro-batches of `batch` (module docstring; window 1: the plain permutation). The last two
+        orders are cached (a step asks for the same epoch again)."""
+        cache = self.__dict__.setdefault("_orders", {})
+        key = (epoch, batch, seed, window)
+        if key not in cache:
+            if len(cache) >= 2:
+                cache.pop(next(iter(cache)))
+            cache[key] = self._epoch_order(epoch, batch, seed, window)
+        return cache[key]
+
+    def _epoch_order(self, epoch: int, batch: int, seed: int, window: int) -> np.ndarray:
+        order = np.random.default_rng([seed, epoch]).permutation(len(self))
+        if window <= 1:
+            return order
+        rng = np.random.default_rng([seed, epoch, 1])
+        span = window * batch
+        out = []
+        for w in range(0, len(order), span):
+            part = order[w : w + span]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            full = len(part) // batch * batch  # a last, partial micro-batch stays at the end of the epoch
+            chunks = [part[i : i + batch] for i in range(0, full, batch)]
+            out.extend([*(chunks[i] for i in rng.permutation(len(chunks))), part[full:]])
+        return np.concatenate(out)
+
+    def micro_batches(
+        self, start: int, count: int, batch: int, seed: int, window: int = 1
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
         """Micro-batches start .. start+count-1 of the stream, stacked: arrays `[A=count, B=batch, ...]`."""
         if len(self) == 0:
             raise ValueError("rstar_jax/train/batches.py: no training examples")
@@ -52,7 +91,7 @@ class Examples:
         index = np.empty_like(positions)
         for epoch in np.unique(positions // n):
             sel = positions // n == epoch
-            index[sel] = np.random.default_rng([seed, int(epoch)]).permutation(n)[positions[sel] % n]
+            index[sel] = self.epoch_order(int(epoch), batch, seed, window)[positions[sel] % n]
         out = {k: v[index].reshape(count, batch, *v.shape[1:]) for k, v in self.arrays.items()}
         return out, [self.ids[i] for i in index]
 

@@ -203,7 +203,7 @@ def train(
     with Progress(total=cfg.steps, desc="train", unit="step", enabled=progress) as bar, ckpt:
         bar.update(start)
         for step in range(start, cfg.steps):
-            arrays, ids = examples.micro_batches(step * A, A, B, cfg.seed)
+            arrays, ids = examples.micro_batches(step * A, A, B, cfg.seed, cfg.length_window)
             arrays = trim_padding(arrays, length_bucket)  # [A, B, T] -> [A, B, T' <= T]
             step_jit, batch_sh = step_jit_for(arrays)
             with jax.set_mesh(mesh):
