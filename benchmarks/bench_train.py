@@ -47,6 +47,7 @@ from rstar_jax.sampling import FlaxPolicy, SamplingParams
 from rstar_jax.search.grader import ProjectGrader, is_correct
 from rstar_jax.search.trajectories import sample_trajectories
 from rstar_jax.toy import BANDS, ToySpec, generate_toy_splits
+from rstar_jax.toy.reading import reading_examples, reading_problems
 from rstar_jax.toy.solution import answer_step, code_steps, output_block
 from rstar_jax.toy.tiny_model import TINY_DEFAULTS, tiny_model_config, write_tiny_model
 from rstar_jax.toy.tokenizer import canonical_response, train_toy_tokenizer
@@ -61,6 +62,10 @@ def parse_args() -> argparse.Namespace:
     add("--bands", default=",".join(BANDS))
     add("--seed", type=int, default=0)
     add("--vocab", type=int, default=768, help="BPE entries incl. 17 specials and 256 bytes")
+    add("--read_steps", type=int, default=0, help="reading pretraining steps of the base first (0: none)")
+    add("--read_per_band", type=int, default=2000, help="reading documents per band (disjoint problems)")
+    add("--read_batch", type=int, default=16)
+    add("--read_lr", type=float, default=3e-3)
     add("--copy_steps", type=int, default=0, help="pretrain on a repeat-the-sequence task first (0: no)")
     add("--number_digits", type=int, default=2, help="numbers up to this many digits are one token (1: digits)")
     for name, value in TINY_DEFAULTS.items():
@@ -223,6 +228,23 @@ def main() -> None:
             copies = copy_examples(4096, len(tokenizer), args.seed)
             policy, done = train(policy, sft_loss, copies, cfg=copy_cfg, workdir=f"{tmp}/copy")
             results["copy_loss"] = done["loss"]
+        if args.read_steps:
+            docs = reading_problems([*train_p, *test_p], args.read_per_band, args.seed, bands)
+            reading = reading_examples(docs, encode, tokenizer.eos_token_id, 256)
+            read_held = reading_examples(test_p, encode, tokenizer.eos_token_id, 256)
+            read_cfg = dataclasses.replace(sft_cfg, steps=args.read_steps, batch_size=args.read_batch,
+                                           learning_rate=args.read_lr, max_length=256,
+                                           eval_every=max(args.read_steps // 4, 1))  # fmt: skip
+            t1 = time.perf_counter()
+            policy, done = train(policy, sft_loss, reading, cfg=read_cfg, workdir=f"{tmp}/read",
+                                 eval_examples=read_held)  # fmt: skip
+            times["read"] = time.perf_counter() - t1
+            with open(f"{tmp}/read/metrics.jsonl") as f:
+                results["read"] = {"documents": len(reading), "mean_tokens": real_tokens(reading),
+                                   "eval_loss": [round(json.loads(x)["eval_loss"], 4) for x in f
+                                                 if "eval_loss" in x]}  # fmt: skip
+            results["read"]["teacher_forced"] = number_accuracy(policy, tokenizer, read_held)
+            print("reading pretraining:", json.dumps(results["read"]), f"{times['read']:.0f} s")
         policy, final = train(policy, sft_loss, fit, cfg=sft_cfg, workdir=f"{tmp}/sft", eval_examples=held)
         times["sft"] = time.perf_counter() - t0
         results["teacher_forced"] = number_accuracy(policy, tokenizer, held)

@@ -197,6 +197,9 @@ class ModelSetup:
     tiny_kv_heads: int = _field(2, "toy: key/value heads", ge=1)
     tiny_intermediate: int = _field(384, "toy: MLP width", ge=8)
     tiny_max_positions: int = _field(512, "toy: maximum sequence length", ge=64)
+    tiny_read_per_band: int = _field(
+        0, "toy: reading-pretraining documents per band for the tiny base (section `pretrain`); 0 = none", ge=0
+    )
 
 
 @dataclasses.dataclass(slots=True)
@@ -237,6 +240,7 @@ class RunConfig:
     model: ModelSetup = _section(ModelSetup)
     teacher: TeacherConfig = _section(TeacherConfig)
     evolve: EvolveConfig = _section(EvolveConfig)
+    pretrain: TrainConfig = _section(TrainConfig)
     sft: TrainConfig = _section(TrainConfig)
     ppm: TrainConfig = _section(TrainConfig)
 

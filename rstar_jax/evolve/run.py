@@ -30,7 +30,9 @@ from rstar_jax.workdir import RunDir
 __all__ = ["run_rounds"]
 
 
-def _base(cfg: RunConfig, run_dir: RunDir, train: list[Problem], stages: Stages, digest_in: str) -> tuple[Path, str]:
+def _base(
+    cfg: RunConfig, run_dir: RunDir, splits: tuple[list[Problem], list[Problem]], stages: Stages, digest_in: str
+) -> tuple[Path, str]:
     """The base model's HF directory and fingerprint (module docstring)."""
     if cfg.model.base:
         base = Path(cfg.model.base).expanduser().resolve()
@@ -42,9 +44,13 @@ def _base(cfg: RunConfig, run_dir: RunDir, train: list[Problem], stages: Stages,
     model_dir = stage_dir / "model"
     tiny = {k: getattr(cfg.model, k) for k in cfg.model.__slots__ if k.startswith("tiny_")}
     inputs = {"problems": digest_in, "tiny": tiny, "seed": cfg.seed}
+    if cfg.model.tiny_read_per_band:
+        inputs["pretrain"] = to_dict(cfg.pretrain)
 
     def body() -> dict[str, Any]:
-        return {"files": write_toy_base(cfg, train, model_dir), "counts": {"train_problems": len(train)}}
+        files, metrics = write_toy_base(cfg, *splits, model_dir, stage_dir / "pretrain")
+        counts = {"train_problems": len(splits[0]), "reading_documents": int(metrics.pop("documents", 0))}
+        return {"files": files, "counts": counts, "metrics": metrics}
 
     outputs = stages.run(stage_dir, "base", inputs, body)
     return model_dir, digest(outputs)
@@ -62,7 +68,7 @@ def run_rounds(
 ) -> list[dict[str, Any]]:
     """Runs (or resumes) the configured rounds; returns each round's metrics (the report's input)."""
     stages = Stages(force=cfg.evolve.force)
-    base_dir, base_digest = _base(cfg, run_dir, train, stages, problems_digest)
+    base_dir, base_digest = _base(cfg, run_dir, (train, test), stages, problems_digest)
     ex = cfg.execution
     executor = Executor(
         timeout_s=ex.timeout_s,
