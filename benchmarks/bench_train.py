@@ -66,12 +66,14 @@ def parse_args() -> argparse.Namespace:
     add("--read_per_band", type=int, default=2000, help="reading documents per band (disjoint problems)")
     add("--read_batch", type=int, default=16)
     add("--read_lr", type=float, default=3e-3)
+    add("--read_out", default="", help="save the reading-pretrained base here (HF directory)")
+    add("--read_from", default="", help="start from this base (e.g. an earlier --read_out) instead of from scratch")
     add("--copy_steps", type=int, default=0, help="pretrain on a repeat-the-sequence task first (0: no)")
     add("--number_digits", type=int, default=2, help="numbers up to this many digits are one token (1: digits)")
     for name, value in TINY_DEFAULTS.items():
         add(f"--{name}", type=int, default=value)
     add("--max_length", type=int, default=384, help="tokens per training sequence (longer ones are cut)")
-    add("--length_window", type=int, default=16, help="micro-batches per length-sorted window (1: plain shuffle)")
+    add("--length_window", type=int, default=1, help="micro-batches per length-sorted window (1: plain shuffle)")
     add("--dtype", default="float32", choices=("float32", "bfloat16"))
     add("--sft_steps", type=int, default=300)
     add("--batch", type=int, default=16)
@@ -204,8 +206,9 @@ def main() -> None:
     search_cfg = SearchConfig(max_depth=args.max_depth, max_step_tokens=args.max_step_tokens)
     with Executor(timeout_s=5.0, memory_mb=512, workers=2) as executor, tempfile.TemporaryDirectory() as tmp:
         write_tiny_model(f"{tmp}/policy", tokenizer, config, seed=args.seed)
-        policy = load_decoder(f"{tmp}/policy")
-        tokenizer = load_tokenizer(f"{tmp}/policy", policy.config)
+        start_dir = args.read_from or f"{tmp}/policy"
+        policy = load_decoder(start_dir)
+        tokenizer = load_tokenizer(start_dir, policy.config)
         results["params"] = count_params(policy)
         fit = sft_examples(records(train_p), encode, tokenizer.eos_token_id, args.max_length)
         held = sft_examples(records(test_p), encode, tokenizer.eos_token_id, args.max_length)
@@ -245,6 +248,9 @@ def main() -> None:
                                                  if "eval_loss" in x]}  # fmt: skip
             results["read"]["teacher_forced"] = number_accuracy(policy, tokenizer, read_held)
             print("reading pretraining:", json.dumps(results["read"]), f"{times['read']:.0f} s")
+            if args.read_out:
+                write_tiny_model(args.read_out, tokenizer, config, seed=args.seed, model=policy)
+        t0 = time.perf_counter()
         policy, final = train(policy, sft_loss, fit, cfg=sft_cfg, workdir=f"{tmp}/sft", eval_examples=held)
         times["sft"] = time.perf_counter() - t0
         results["teacher_forced"] = number_accuracy(policy, tokenizer, held)

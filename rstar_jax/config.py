@@ -154,7 +154,7 @@ class TrainConfig:
     accum_steps: int = _field(1, "micro-batches accumulated per optimizer step", ge=1)
     max_length: int = _field(2048, "tokens per sequence; longer examples are cut (SFT: tail, PPM: head kept)", ge=8)
     length_window: int = _field(
-        16, "micro-batches per length-sorted window (batches of similar length, less padding); 1 = plain shuffle", ge=1
+        1, "micro-batches per length-sorted window (batches of similar length, less padding); 1 = plain shuffle", ge=1
     )
     learning_rate: float = _field(7e-6, "peak AdamW learning rate", gt=0.0)
     warmup_steps: int = _field(0, "linear warmup steps from 0 to the peak", ge=0)

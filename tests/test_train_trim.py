@@ -102,7 +102,14 @@ def test_trained_steps_equal_full_length_training(tmp_path):
     ex = sft_set(12)
     fit, held = ex.split(0.25, seed=0)
     cfg = TrainConfig(
-        steps=4, batch_size=2, accum_steps=1, max_length=T, learning_rate=1e-2, compute_dtype="float32", log_every=1
+        steps=4,
+        batch_size=2,
+        accum_steps=1,
+        max_length=T,
+        learning_rate=1e-2,
+        compute_dtype="float32",
+        log_every=1,
+        length_window=2,
     )
     # The steps run at several lengths (bucket 16), all below T = 160.
     batches = [fit.micro_batches(k, 1, 2, cfg.seed, cfg.length_window)[0] for k in range(4)]
