@@ -231,6 +231,11 @@ class RunConfig:
     first_round: int = _field(1, "first self-evolution round to run", ge=1, le=4)
     last_round: int = _field(1, "last self-evolution round to run", ge=1, le=4)
     progress_bars: bool = _field(True, "show progress bars (rate and ETA) on long loops")
+    compile_cache: str = _field(
+        "~/.cache/rstar_jax/xla",
+        "persistent XLA compilation cache shared by runs (a resumed run, a rerun or the next round's process loads "
+        "compiled programs instead of compiling them again); '' = off",
+    )
     run_rounds: bool = _field(True, "run the self-evolution rounds after the data stages (false: data only)")
     data: DataConfig = _section(DataConfig)
     toy: ToyConfig = _section(ToyConfig)

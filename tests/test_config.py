@@ -135,3 +135,29 @@ def test_evolve_exits_before_work_naming_the_key(args, message, tmp_path):
     assert proc.returncode != 0
     assert message in proc.stderr
     assert not (tmp_path / "wd").exists(), "no work (not even the workdir) before validation"
+
+
+_JIT_ONCE = """
+import sys
+import jax, jax.numpy as jnp
+from rstar_jax import cli
+cli.use_compile_cache(sys.argv[1])
+print(jax.jit(lambda x: jnp.sin(x) * 3 + 1)(jnp.arange(5.0)).sum())
+"""
+
+
+def test_compile_cache_is_shared_by_processes(tmp_path):
+    cache = tmp_path / "xla"
+    runs = [subprocess.run([sys.executable, "-c", _JIT_ONCE, str(cache)], capture_output=True, text=True, cwd=ROOT)]
+    assert runs[0].returncode == 0, runs[0].stderr
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries  # the first process wrote its compiled program
+    runs.append(subprocess.run([sys.executable, "-c", _JIT_ONCE, str(cache)], capture_output=True, text=True, cwd=ROOT))
+    assert runs[1].returncode == 0 and runs[1].stdout == runs[0].stdout
+    assert sorted(p.name for p in cache.iterdir()) == entries  # the second one loaded it: nothing new to write
+    # A torn entry (a process killed while writing) is a warning and a recompile, not a failure.
+    for name in entries:
+        (cache / name).write_bytes((cache / name).read_bytes()[:10])
+    torn = subprocess.run([sys.executable, "-c", _JIT_ONCE, str(cache)], capture_output=True, text=True, cwd=ROOT)
+    assert torn.returncode == 0 and torn.stdout == runs[0].stdout, torn.stderr
+    assert "persistent compilation cache" in torn.stderr  # it did read the torn entry
