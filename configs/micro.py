@@ -1,8 +1,9 @@
 """python -m launch.evolve --config=configs/micro.py
 
 A micro run of the whole self-evolution loop (four rounds in well under a minute on 2 CPU cores): a few toy
-problems, a one-layer decoder, two rollouts, a handful of training steps. It checks the plumbing (stages,
-manifests, resume, reports) in CI; its accuracies mean nothing. `configs/tiny.py` is the real embedded default.
+problems, a one-layer decoder (with three steps of reading pretraining), two rollouts, a handful of training
+steps. It checks the plumbing (stages, manifests, resume, reports) in CI; its accuracies mean nothing.
+`configs/tiny.py` is the real embedded default.
 """
 
 from rstar_jax.config import (
@@ -47,6 +48,7 @@ def get_config() -> RunConfig:
             tiny_kv_heads=1,
             tiny_intermediate=64,
             tiny_max_positions=512,
+            tiny_read_per_band=8,
             pool_slots=8192,
             max_rows=64,
         ),
@@ -56,6 +58,7 @@ def get_config() -> RunConfig:
             bootstrap_rollouts=4, unsolved_rollouts=2, eval_samples=2, eval_temperature=1.0, sft_replay=True
         ),
         execution=ExecutionConfig(timeout_s=5.0, memory_mb=512, workers=1),
+        pretrain=_train(3),
         sft=_train(4),
         ppm=_train(3),
     )
