@@ -326,6 +326,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config.last_round = {cfg.last_round} is before config.first_round = {cfg.first_round}")
     if len(set(cfg.toy.bands)) != len(cfg.toy.bands) or not cfg.toy.bands:
         raise ConfigError(f"config.toy.bands = {cfg.toy.bands!r}: must be non-empty without repeats")
+    if cfg.model.tiny_read_per_band and (cfg.model.base or cfg.data.train_file):
+        raise ConfigError(
+            f"config.model.tiny_read_per_band = {cfg.model.tiny_read_per_band}: reading pretraining makes the toy's "
+            "tiny base; it does not apply with config.model.base or config.data.train_file set (use 0)"
+        )
     _validate_benchmarks(cfg.data.eval_benchmarks)
     return cfg
 

@@ -64,6 +64,12 @@ def test_cross_field_rules():
     cfg = RunConfig(first_round=3, last_round=2)
     with pytest.raises(ConfigError, match="last_round"):
         validate(cfg)
+    cfg = RunConfig()
+    cfg.model.tiny_read_per_band = 100
+    validate(cfg)  # the toy: fine
+    cfg.model.base = "/models/qwen"
+    with pytest.raises(ConfigError, match="config.model.tiny_read_per_band = 100"):
+        validate(cfg)
 
 
 def test_enum_strings_from_files_are_coerced():

@@ -26,6 +26,7 @@ def test_reading_problems_are_disjoint_seeded_and_without_code_or_answers():
     assert all(p.id.startswith(f"toy/{READ_SPLIT}/") for p in docs)
     assert not {normalize_question(p.question) for p in docs} & {normalize_question(p.question) for p in run}
     assert [p.id for p in reading_problems(run, 20, 3)] == [p.id for p in docs]
+    assert {p.extra["band"] for p in reading_problems(run, 2, 3, bands=("math",))} == {"math"}
     assert [p.question for p in reading_problems(run, 20, 3)] == [p.question for p in docs]
     for p in docs:
         doc = reading_document(p)

@@ -56,7 +56,8 @@ def write_toy_base(
         def encode(text: str) -> list[int]:
             return tokenizer.encode(text, add_special_tokens=False)
 
-        docs = reading_problems([*train, *test], m.tiny_read_per_band, cfg.seed)
+        bands = tuple(b.value for b in cfg.toy.bands)
+        docs = reading_problems([*train, *test], m.tiny_read_per_band, cfg.seed, bands)
         examples = reading_examples(docs, encode, int(tokenizer.eos_token_id), cfg.pretrain.max_length)
         fit_ex, held = split_by_problem(examples, cfg.pretrain.eval_fraction, cfg.pretrain.seed)
         model, metrics = train_loop(
