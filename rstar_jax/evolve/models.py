@@ -31,7 +31,7 @@ def write_toy_base(
     """Trains the toy BPE tokenizer on `train` and saves it with a tiny decoder, from scratch or reading-pretrained
     (module docstring; the pretraining checkpoints in `work_dir` make a killed run resume). Returns the files and
     the pretraining's final metrics (empty without it)."""
-    from rstar_jax.toy.tiny_model import tiny_model_config, write_tiny_model
+    from rstar_jax.toy.tiny_model import init_tiny_policy, tiny_model_config, write_tiny_model
     from rstar_jax.toy.tokenizer import train_toy_tokenizer
 
     m = cfg.model
@@ -46,7 +46,7 @@ def write_toy_base(
         intermediate=m.tiny_intermediate,
         max_positions=m.tiny_max_positions,
     )
-    model = write_tiny_model(out_dir, tokenizer, config, seed=cfg.seed)
+    model = init_tiny_policy(config, cfg.seed)
     metrics: dict[str, float] = {}
     if m.tiny_read_per_band:
         from rstar_jax.toy.reading import reading_examples, reading_problems
@@ -64,7 +64,7 @@ def write_toy_base(
             model, sft_loss, fit_ex, cfg=cfg.pretrain, workdir=work_dir, eval_examples=held, progress=cfg.progress_bars
         )
         metrics["documents"] = float(len(examples))
-        write_tiny_model(out_dir, tokenizer, config, seed=cfg.seed, model=model)
+    write_tiny_model(out_dir, tokenizer, config, seed=cfg.seed, model=model)
     return sorted(p for p in out_dir.iterdir() if p.is_file()), metrics
 
 

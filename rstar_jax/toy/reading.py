@@ -23,11 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from rstar_jax.data import Problem, normalize_question
 from rstar_jax.toy.generator import BANDS, generate_problems
-from rstar_jax.train.batches import Examples
+from rstar_jax.train.batches import Examples, pad_right
 
 __all__ = ["READ_SPLIT", "reading_document", "reading_examples", "reading_problems"]
 
@@ -58,10 +56,6 @@ def reading_examples(
 ) -> Examples:
     """Language-model examples of the reading documents: tokens, mask, loss_mask `[N, T]` (every token after
     the first, and the EOS, is predicted). A document longer than `max_length` keeps its head."""
-    tokens = np.zeros((len(problems), max_length), np.int32)
-    mask = np.zeros((len(problems), max_length), bool)
-    for i, problem in enumerate(problems):
-        ids = [*encode(reading_document(problem)), eos_id][:max_length]
-        tokens[i, : len(ids)] = ids
-        mask[i, : len(ids)] = True
+    seqs = [[*encode(reading_document(problem)), eos_id][:max_length] for problem in problems]
+    tokens, mask = pad_right(seqs, max_length)
     return Examples({"tokens": tokens, "mask": mask, "loss_mask": mask.copy()}, tuple(p.id for p in problems))

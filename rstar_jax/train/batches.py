@@ -23,7 +23,7 @@ import numpy as np
 
 from rstar_jax.search.steps import build_prompt
 
-__all__ = ["Encoder", "Examples", "pair_examples", "sft_examples", "trim_padding", "value_examples"]
+__all__ = ["Encoder", "Examples", "pad_right", "pair_examples", "sft_examples", "trim_padding", "value_examples"]
 
 Encoder = Callable[[str], list[int]]
 
@@ -123,7 +123,7 @@ def trim_padding(arrays: dict[str, np.ndarray], bucket: int = 64) -> dict[str, n
     return {k: v[:, :, :length] if v.ndim >= 3 and v.shape[2] == T else v for k, v in arrays.items()}
 
 
-def _pad(seqs: Sequence[list[int]], length: int, dtype: Any = np.int32) -> tuple[np.ndarray, np.ndarray]:
+def pad_right(seqs: Sequence[list[int]], length: int, dtype: Any = np.int32) -> tuple[np.ndarray, np.ndarray]:
     """Right-pads to `[N, T]` tokens and the `[N, T]` bool mask of real tokens."""
     tokens = np.zeros((len(seqs), length), dtype)
     mask = np.zeros((len(seqs), length), bool)
@@ -149,7 +149,7 @@ def sft_examples(records: Sequence[dict[str, Any]], encode: Encoder, eos_id: int
             )
         seqs.append((prompt + response)[:max_length])
         prompt_lens.append(len(prompt))
-    tokens, mask = _pad(seqs, max_length)
+    tokens, mask = pad_right(seqs, max_length)
     loss_mask = mask & (np.arange(max_length)[None, :] >= np.asarray(prompt_lens)[:, None])
     return Examples({"tokens": tokens, "mask": mask, "loss_mask": loss_mask}, tuple(str(r["id"]) for r in records))
 
@@ -167,8 +167,8 @@ def pair_examples(records: Sequence[dict[str, Any]], encode: Encoder, max_length
         neg.append((p + encode(r["neg"]))[:max_length])
         n_pos, n_neg = int(r["pos_count"]), int(r["neg_count"])
         weight.append(1.0 / (n_pos * n_neg) if n_pos and n_neg else 1.0 / max(n_pos + n_neg, 1))
-    pos_tokens, pos_mask = _pad(pos, max_length)
-    neg_tokens, neg_mask = _pad(neg, max_length)
+    pos_tokens, pos_mask = pad_right(pos, max_length)
+    neg_tokens, neg_mask = pad_right(neg, max_length)
     arrays = {
         "pos_tokens": pos_tokens,
         "pos_mask": pos_mask,
@@ -181,6 +181,6 @@ def pair_examples(records: Sequence[dict[str, Any]], encode: Encoder, max_length
 
 def value_examples(records: Sequence[dict[str, Any]], encode: Encoder, max_length: int) -> Examples:
     """`{text, q, id}` (PQM view: a prefix ending at a step, and that step's Q) -> tokens, mask, `target [N]`."""
-    tokens, mask = _pad([encode(r["text"])[:max_length] for r in records], max_length)
+    tokens, mask = pad_right([encode(r["text"])[:max_length] for r in records], max_length)
     target = np.asarray([float(r["q"]) for r in records], np.float32)
     return Examples({"tokens": tokens, "mask": mask, "target": target}, tuple(str(r["id"]) for r in records))
