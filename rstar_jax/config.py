@@ -22,7 +22,9 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "DType",
     "DataConfig",
+    "Decay",
     "EvolveConfig",
     "ExecutionConfig",
     "GradingConfig",
@@ -57,6 +59,20 @@ class SftInit(enum.StrEnum):
 
     BASE = "base"
     PREVIOUS = "previous"
+
+
+class Decay(enum.StrEnum):
+    """Learning-rate decay after warmup, to 0 at the last step."""
+
+    LINEAR = "linear"
+    COSINE = "cosine"
+
+
+class DType(enum.StrEnum):
+    """Floating-point dtype of parameters or activations."""
+
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
 
 
 class ToyBand(enum.StrEnum):
@@ -158,10 +174,12 @@ class TrainConfig:
     )
     learning_rate: float = _field(7e-6, "peak AdamW learning rate", gt=0.0)
     warmup_steps: int = _field(0, "linear warmup steps from 0 to the peak", ge=0)
-    decay: str = _field("linear", "decay after warmup: 'linear' or 'cosine' (to 0 at `steps`)")
+    decay: Decay = _field(Decay.LINEAR, "decay after warmup: 'linear' or 'cosine' (to 0 at `steps`)")
     weight_decay: float = _field(0.1, "AdamW decoupled weight decay", ge=0.0)
     max_grad_norm: float = _field(1.0, "global gradient-norm clip; 0 = off", ge=0.0)
-    compute_dtype: str = _field("bfloat16", "activation / matmul dtype: 'bfloat16' or 'float32' (params stay fp32)")
+    compute_dtype: DType = _field(
+        DType.BFLOAT16, "activation / matmul dtype: 'bfloat16' or 'float32' (params stay fp32)"
+    )
     eval_every: int = _field(0, "evaluate on the held-out split every N steps; 0 = only at the end", ge=0)
     eval_fraction: float = _field(0.05, "held-out fraction of the examples", ge=0.0, le=0.5)
     save_every: int = _field(100, "checkpoint every N steps (and at the end)", ge=1)
@@ -187,7 +205,7 @@ class ModelSetup:
     bootstrap: str = _field("", "round-1 policy: HF directory; '' = the toy teacher (toy) or `base` (real data)")
     endpoint: str = _field("", "round-1 policy served by an OpenAI-compatible completions API, e.g. http://h:8000/v1")
     endpoint_model: str = _field("", "model name sent to `endpoint`")
-    dtype: str = _field("float32", "parameter dtype of loaded models for search: 'float32' or 'bfloat16'")
+    dtype: DType = _field(DType.FLOAT32, "parameter dtype of loaded models for search: 'float32' or 'bfloat16'")
     pool_slots: int = _field(65536, "prefix-cache capacity of the sampling engine, in tokens", ge=256)
     max_rows: int = _field(256, "rows (prompts x samples) decoded together", ge=1)
     tiny_vocab: int = _field(512, "toy: BPE vocabulary size trained on the domain", ge=64)
@@ -322,6 +340,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not isinstance(cfg, RunConfig):
         raise ConfigError(f"get_config() must return a RunConfig, got {type(cfg).__name__}")
     _validate_section(cfg, "config")
+    if not cfg.workdir.strip():
+        raise ConfigError("config.workdir = '': the run directory must be a non-empty path")
     if cfg.last_round < cfg.first_round:
         raise ConfigError(f"config.last_round = {cfg.last_round} is before config.first_round = {cfg.first_round}")
     if len(set(cfg.toy.bands)) != len(cfg.toy.bands) or not cfg.toy.bands:
@@ -330,6 +350,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(
             f"config.model.tiny_read_per_band = {cfg.model.tiny_read_per_band}: reading pretraining makes the toy's "
             "tiny base; it does not apply with config.model.base or config.data.train_file set (use 0)"
+        )
+    if cfg.run_rounds and cfg.data.train_file and not cfg.model.base:
+        raise ConfigError(
+            f"config.data.train_file = {cfg.data.train_file!r} needs config.model.base (the HF directory each round's "
+            "SFT starts from; the toy's tiny decoder only knows the toy domain), or config.run_rounds=false"
         )
     _validate_benchmarks(cfg.data.eval_benchmarks)
     return cfg
