@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by every `launch/` entry point: the `--config` flag and its validation.
+"""Command-line plumbing shared by every `launch/` entry point: the `--config` flag, validation, the error path.
 
 Every launch module is a thin absl main:
 
@@ -11,36 +11,65 @@ Every launch module is a thin absl main:
     if __name__ == "__main__":
         cli.run(main)
 
-`cli.run` checks every `--config.a.b=v` override against the `RunConfig` tree *before* absl parses the flags, so
-a misspelt key stops the program (exit status 2) with a message naming the key and the nearest valid ones, before
-any work. `parsed_config` then runs `config.validate` and turns a `ConfigError` into the same kind of exit, and
-points JAX's persistent compilation cache at `config.compile_cache` (`use_compile_cache`): programs compiled by
-one run are loaded from disk by the next (on the toy's CPU search, half of a fresh process's time is compiling).
-A torn entry left by a killed process only costs a warning and a recompile (JAX checks what it reads).
+`cli.run` checks that the `--config` file exists and every `--config.a.b=v` override against the `RunConfig`
+tree *before* absl parses the flags, so a missing file or a misspelt key stops the program with a message naming
+it, before any work. `parsed_config` then runs `config.validate` and turns a `ConfigError` into the same kind of
+exit, and points JAX's persistent compilation cache at `config.compile_cache` (`use_compile_cache`): programs
+compiled by one run are loaded from disk by the next. A torn entry left by a killed process only costs a warning
+and a recompile (JAX checks what it reads).
+
+The one error path: every error a user can cause (`user_errors`: config values, files and records, model
+directories, checkpoints, a busy or refused workdir, a diverging training run) ends the program with one line
+`error: <what>` on stderr and exit status 2. The traceback goes to the run's log file (`<workdir>/logs/*.log`)
+and, with `--verbose`, to the console as well. The console is quiet otherwise: library INFO lines go to the log
+file only (`workdir.quiet_console`).
 """
 
 import dataclasses
 import difflib
+import json
 import os
 import sys
+import traceback
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
 from rstar_jax.config import ConfigError, RunConfig, validate
+from rstar_jax.workdir import WorkdirBusy, log_failure, quiet_console
 
-__all__ = ["UsageExit", "check_override_keys", "define_config_flag", "parsed_config", "run", "use_compile_cache"]
+__all__ = [
+    "UsageExit",
+    "check_config_file",
+    "check_override_keys",
+    "define_config_flag",
+    "one_line",
+    "parsed_config",
+    "run",
+    "use_compile_cache",
+    "user_errors",
+]
+
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "on an error, also print its traceback; show library INFO log lines on the console"
+)
 
 _FLAG = "config"
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks folded, so an error is one line on the console."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 class UsageExit(SystemExit):
-    """Exit status 2 with a one-paragraph message on stderr (bad command line or config)."""
+    """Exit status 2 with a one-line message `error: ...` on stderr (bad command line, config or input)."""
 
     def __init__(self, message: str):
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
         super().__init__(2)
 
 
@@ -89,25 +118,58 @@ def _check_path(path: str, root: type) -> None:
             raise UsageExit(f"'{walked}' is a value, not a section (from --{_FLAG}.{path}).")
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    check_override_keys(argv)
-    from absl import flags
+def _config_spec(argv: Sequence[str]) -> str | None:
+    """The value of `--config` in `argv` (`--config=X` or `--config X`), if given."""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            break
+        for name in (f"--{_FLAG}", f"-{_FLAG}"):
+            if arg.startswith(name + "="):
+                return arg[len(name) + 1 :]
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+    return None
 
+
+def check_config_file(argv: Sequence[str]) -> None:
+    """Raises `UsageExit` when `--config` names no existing file (ml_collections' `path:arg` form is allowed)."""
+    spec = _config_spec(argv)
+    if spec is None:
+        return
+    path = spec if Path(spec).is_file() else spec.split(":", 1)[0]
+    if not path:
+        raise UsageExit(f"--{_FLAG} is empty; give a config file, e.g. --{_FLAG}=configs/tiny.py")
+    if not Path(path).is_file():
+        what = "is a directory, not a config file" if Path(path).is_dir() else "not found"
+        raise UsageExit(f"config file {path} {what} (--{_FLAG}={spec}); the shipped ones are configs/*.py")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    check_config_file(argv)
+    check_override_keys(argv)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         raise UsageExit(str(e)) from None
+    except OSError as e:  # ml_collections could not load the config file (an error inside it)
+        raise UsageExit(f"config file {_config_spec(argv)}: {one_line(str(e.__cause__ or e))}") from None
 
 
 def parsed_config(holder: typing.Any) -> RunConfig:
     """The validated config behind `--config`; exits with status 2 and a message naming the key when invalid."""
     cfg = holder.value
+    path = flags.FLAGS[holder.name].config_filename if holder.present else None
     if cfg is None:
         raise UsageExit(f"--{_FLAG}=configs/<name>.py is required (e.g. --{_FLAG}=configs/tiny.py).")
+    if not isinstance(cfg, RunConfig):
+        try:
+            _ = cfg.seed  # ml_collections' stand-in for a config file that failed to load raises here
+        except OSError as e:
+            raise UsageExit(f"config file {path}: {one_line(str(e.__cause__ or e))}") from None
     try:
         cfg = validate(cfg)
     except ConfigError as e:
-        raise UsageExit(f"invalid config ({config_flags.get_config_filename(holder)}): {e}") from None
+        raise UsageExit(f"invalid config ({path}): {e}") from None
     use_compile_cache(cfg.compile_cache)
     return cfg
 
@@ -122,6 +184,63 @@ def use_compile_cache(path: str) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # the toy's programs compile in < 1 s
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types a user's input can cause (module docstring); anything else is a bug (a traceback).
+
+    Types from modules the program has not imported cannot have been raised, so they are not imported here."""
+    from rstar_jax.evolve.stages import StageRefused
+
+    found: list[type[BaseException]] = [
+        ConfigError,
+        StageRefused,
+        WorkdirBusy,
+        FloatingPointError,  # train.NonFiniteError and its stage-named wrapper
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        json.JSONDecodeError,
+    ]
+    if "rstar_jax.data" in sys.modules:
+        from rstar_jax.data import ProblemFormatError
+
+        found.append(ProblemFormatError)
+    if "rstar_jax.models" in sys.modules:
+        from rstar_jax.models.config import ConfigError as ModelConfigError
+        from rstar_jax.models.hf_io import WeightsError
+        from rstar_jax.models.tokenizer import TokenizerError
+
+        found += [ModelConfigError, WeightsError, TokenizerError]
+    if "rstar_jax.checkpoint" in sys.modules:
+        from rstar_jax.checkpoint import CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError
+
+        found += [CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError]
+    if "rstar_jax.sampling.remote" in sys.modules:
+        from rstar_jax.sampling.remote import CompletionsError
+
+        found.append(CompletionsError)
+    if "rstar_jax.execution.sandbox" in sys.modules:
+        from rstar_jax.execution.sandbox import SandboxError
+
+        found.append(SandboxError)
+    return tuple(found)
+
+
+def _guarded(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
+    def guarded(argv: list[str]) -> object:
+        quiet_console(not _VERBOSE.value)
+        try:
+            return main(argv)
+        except user_errors() as exc:
+            message = one_line(str(exc)) or type(exc).__name__
+            log_failure(f"error: {message}", exc)
+            if _VERBOSE.value:
+                traceback.print_exc()
+            raise UsageExit(message) from None
+
+    return guarded
+
+
 def run(main: Callable[[list[str]], object]) -> None:
-    """`absl.app.run` with config-key checking before flag parsing."""
-    app.run(main, flags_parser=_parse_flags)
+    """`absl.app.run` with the config file and keys checked before flag parsing, and the one error path."""
+    app.run(_guarded(main), flags_parser=_parse_flags)

@@ -3,17 +3,25 @@
 Layout (created by `RunDir.create`):
 
     <workdir>/
-      config.json               the validated config of the latest invocation
-      logs/<program>.log        absl logging, also echoed to the console
+      .lock                     held (fcntl.flock) by the one process running in the workdir; holds its pid
+      config.json               the validated config of the latest invocation that was not refused
+      logs/<program>.log        everything logged, at INFO and above, with the traceback of a failure
       problems/                 train.jsonl, test.jsonl and their manifest
       round_<r>/
         trees/  data/  sft/  ppm/  eval/  report/   (see rstar_jax/evolve/rounds.py)
 
 Every file a stage publishes is written to a temporary sibling and renamed into place (`atomic_write_text`),
 so a killed run never leaves a half-written file under its final name.
+
+`WorkdirLock` makes a workdir one run's: a second process is refused with `WorkdirBusy` ("workdir ... in use by
+pid N"); the lock is an `flock`, released by the kernel when its process dies, so a killed run leaves no stale lock.
+`setup_logging` sends everything to the log file and keeps the console quiet: warnings, errors and rstar_jax's
+own progress lines only (`quiet_console`), not the INFO chatter of orbax, absl or JAX's backend probing.
 """
 
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -27,9 +35,13 @@ from absl import logging as absl_logging
 __all__ = [
     "RoundDir",
     "RunDir",
+    "WorkdirBusy",
+    "WorkdirLock",
     "atomic_write_bytes",
     "atomic_write_text",
     "file_sha256",
+    "log_failure",
+    "quiet_console",
     "setup_logging",
     "write_json",
 ]
@@ -77,16 +89,19 @@ class RunDir:
     @classmethod
     def create(cls, path: str | os.PathLike, rounds: range) -> "RunDir":
         """Creates (or reuses) the workdir and the directories of `rounds`."""
-        root = Path(path).expanduser().resolve()
-        if root.exists() and not root.is_dir():
-            raise NotADirectoryError(f"workdir {root} exists and is not a directory (config.workdir)")
-        run = cls(root)
-        for d in (run.logs, run.problems):
+        run = cls(Path(path).expanduser().resolve())
+        if run.root.exists() and not run.root.is_dir():
+            raise NotADirectoryError(f"workdir {run.root} exists and is not a directory (config.workdir)")
+        for d in run.missing_dirs(rounds):
             d.mkdir(parents=True, exist_ok=True)
-        for r in rounds:
-            for sub in ROUND_SUBDIRS:
-                (run.round(r).root / sub).mkdir(parents=True, exist_ok=True)
         return run
+
+    def missing_dirs(self, rounds: range) -> list[Path]:
+        """The directories `create` would make for `rounds` that do not exist yet, parents first."""
+        wanted = [self.root, self.logs, self.problems]
+        for r in rounds:
+            wanted += [self.round(r).root, *(self.round(r).root / sub for sub in ROUND_SUBDIRS)]
+        return [d for d in wanted if not d.exists()]
 
     @property
     def logs(self) -> Path:
@@ -138,10 +153,96 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+class WorkdirBusy(RuntimeError):
+    """Another live process holds the workdir's lock."""
+
+
+class WorkdirLock:
+    """An exclusive `flock` on `<workdir>/.lock` (module docstring); `with WorkdirLock(root):` holds it.
+
+    The workdir itself is created if missing (a missing workdir cannot be busy). The lock file keeps the holder's
+    pid for the message of the process that is refused; its mere existence means nothing.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+        self.path = self.root / self.NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> "WorkdirLock":
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            holder = self.path.read_text(encoding="utf-8", errors="replace").strip() or "unknown"
+            raise WorkdirBusy(
+                f"workdir {self.root} in use by pid {holder} (lock {self.path}); wait for it, or use another "
+                "config.workdir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "WorkdirLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+_PROJECT_DIRS = tuple(str(Path(__file__).resolve().parents[1] / d) + os.sep for d in ("rstar_jax", "launch"))
+
+
+class _ConsoleFilter(logging.Filter):
+    """Console records: WARNING and above from anyone, INFO only from rstar_jax's own modules (when `quiet`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quiet = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.quiet or record.levelno >= logging.WARNING:
+            return True
+        return record.levelno >= logging.INFO and record.pathname.startswith(_PROJECT_DIRS)
+
+
+def _console_filter() -> _ConsoleFilter:
+    handler = absl_logging.get_absl_handler()
+    for f in handler.filters:
+        if isinstance(f, _ConsoleFilter):
+            return f
+    f = _ConsoleFilter()
+    handler.addFilter(f)
+    return f
+
+
+def quiet_console(quiet: bool = True) -> None:
+    """Keeps library INFO lines (orbax, absl, JAX) off the console; `quiet=False` (`--verbose`) lets them through."""
+    _console_filter().quiet = quiet
+
+
 def setup_logging(log_dir: Path, program: str) -> Path:
-    """Sends absl logging to `<log_dir>/<program>.log` (appended) as well as the console; returns the log path."""
+    """Sends absl logging (INFO and above) to `<log_dir>/<program>.log`, appended; returns the log path.
+
+    The console keeps what `quiet_console` lets through (quiet unless `--verbose` turned it off)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{program}.log"
+    _console_filter()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logging.set_stderrthreshold(absl_logging.INFO)
     root = logging.getLogger()
     for handler in root.handlers:
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == log_path:
@@ -149,6 +250,14 @@ def setup_logging(log_dir: Path, program: str) -> Path:
     handler = logging.FileHandler(log_path, encoding="utf-8")
     handler.setFormatter(absl_logging.PythonFormatter())
     root.addHandler(handler)
-    absl_logging.set_verbosity(absl_logging.INFO)
-    absl_logging.set_stderrthreshold(absl_logging.INFO)
     return log_path
+
+
+def log_failure(message: str, exc: BaseException) -> None:
+    """Writes `message` and the traceback of `exc` to the log files only (never to the console)."""
+    record = logging.LogRecord(
+        "rstar_jax", logging.ERROR, __file__, 0, message, None, (type(exc), exc, exc.__traceback__)
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
