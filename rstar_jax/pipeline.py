@@ -11,22 +11,31 @@ Stages that exist so far:
 4. the self-evolution rounds `first_round..last_round` (`rstar_jax.evolve`): base model, then per round trees,
    extraction, policy SFT, PPM, evaluation and report, each stage with a manifest and resumable.
 A summary goes to `<workdir>/report.json`; the rounds' report to `<workdir>/report/report.md`.
+
+Before any of it, `preflight` checks what the config points at without writing anything: the workdir (a
+writable directory, or creatable), the problem file (read and parsed: a bad record is named with its line), the
+model directories (`config.json` and weights), the benchmark files, and that a run starting at round r > 1 finds
+round r - 1 finished in the workdir. Then the run takes the workdir's lock (`WorkdirLock`: one run per workdir).
+A run refused by a stage (`StageRefused`) leaves the workdir as it found it (its `config.json` is put back and the
+directories it made are removed); only the log file records the refusal.
 """
 
+import contextlib
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from absl import logging
 
 from rstar_jax import data, toy
-from rstar_jax.config import RunConfig, to_dict
+from rstar_jax.config import ConfigError, RunConfig, to_dict
 from rstar_jax.data import Problem
-from rstar_jax.evolve.stages import StageRefused, diff_inputs
-from rstar_jax.workdir import RunDir, file_sha256, setup_logging, write_json
+from rstar_jax.evolve.stages import MANIFEST, StageRefused, diff_inputs
+from rstar_jax.workdir import RunDir, WorkdirLock, atomic_write_bytes, file_sha256, setup_logging, write_json
 
-__all__ = ["StageRefused", "prepare_problems", "run"]
+__all__ = ["StageRefused", "preflight", "prepare_problems", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +56,76 @@ def _problem_inputs(cfg: RunConfig) -> dict[str, Any]:
     return {"source": "toy", "toy": to_dict(cfg.toy)}
 
 
-def prepare_problems(cfg: RunConfig, run_dir: RunDir) -> Splits:
-    """Stage 1: writes (or reuses) `problems/{train,test}.jsonl`; the manifest is written last, as commit marker."""
+def _check_workdir(cfg: RunConfig) -> Path:
+    root = Path(cfg.workdir).expanduser().resolve()
+    existing = root
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is not a directory" if existing == root else f"cannot be created: {existing} is not a directory"
+        raise ConfigError(f"config.workdir = {cfg.workdir!r}: {root} {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"config.workdir = {cfg.workdir!r}: {existing} is not writable")
+    return root
+
+
+def _check_model_dir(key: str, value: str) -> None:
+    from rstar_jax.models.config import load_config  # local: only a run with a real model pays for importing it
+    from rstar_jax.models.hf_io import INDEX_FILE, SINGLE_FILE
+
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{key} = {value!r}: {path} is not a directory (an HF model directory is expected)")
+    try:
+        load_config(path)
+    except ValueError as err:
+        raise ConfigError(f"{key} = {value!r}: {err}") from None
+    if not ((path / INDEX_FILE).is_file() or (path / SINGLE_FILE).is_file()):
+        raise ConfigError(f"{key} = {value!r}: no weights in {path} (neither {SINGLE_FILE} nor {INDEX_FILE})")
+
+
+def _check_previous_round(cfg: RunConfig, root: Path) -> None:
+    prev = cfg.first_round - 1
+    for stage in ("sft", "ppm"):
+        manifest = RunDir(root).round(prev).root / stage / MANIFEST
+        if not manifest.is_file():
+            raise ConfigError(
+                f"config.first_round = {cfg.first_round}: round {prev} is not finished in config.workdir = "
+                f"{cfg.workdir!r} ({manifest} is missing); run rounds 1..{prev} there first, or start at round 1"
+            )
+
+
+def preflight(cfg: RunConfig) -> data.ProblemSet | None:
+    """Checks everything the config points at, writing nothing (module docstring); raises `ConfigError`.
+
+    Returns the problems of `config.data.train_file` (parsed once here), or None for the toy domain."""
+    root = _check_workdir(cfg)
+    problems = None
+    if cfg.data.train_file:
+        path = Path(cfg.data.train_file).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config.data.train_file = {cfg.data.train_file!r}: {path} is not a file")
+        try:
+            problems = data.load_problems(path, skip_bad=cfg.data.skip_bad_records)
+        except (data.ProblemFormatError, ValueError) as err:
+            raise ConfigError(f"config.data.train_file: {err}") from None
+    for key, value in (("config.model.base", cfg.model.base), ("config.model.bootstrap", cfg.model.bootstrap)):
+        if value and (cfg.run_rounds or key.endswith("base")):
+            _check_model_dir(key, value)
+    for name in cfg.data.eval_benchmarks:
+        try:
+            data.benchmark_path(name, cfg.data.benchmark_dir or None)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(f"config.data.benchmark_dir = {cfg.data.benchmark_dir!r}: {err}") from None
+    if cfg.run_rounds and cfg.first_round > 1:
+        _check_previous_round(cfg, root)
+    return problems
+
+
+def prepare_problems(cfg: RunConfig, run_dir: RunDir, loaded: data.ProblemSet | None = None) -> Splits:
+    """Stage 1: writes (or reuses) `problems/{train,test}.jsonl`; the manifest is written last, as commit marker.
+
+    `loaded`: the problems of `config.data.train_file` when the caller has read them already (`preflight`)."""
     manifest_path = run_dir.problems / "manifest.json"
     inputs = _problem_inputs(cfg)
     paths = {"train": run_dir.problems / "train.jsonl", "test": run_dir.problems / "test.jsonl"}
@@ -74,7 +151,8 @@ def prepare_problems(cfg: RunConfig, run_dir: RunDir) -> Splits:
         splits = toy.generate_toy_splits(spec)
         result = Splits(train=list(splits["train"]), test=list(splits["test"]))
     else:
-        loaded = data.load_problems(cfg.data.train_file, skip_bad=cfg.data.skip_bad_records)
+        if loaded is None:
+            loaded = data.load_problems(cfg.data.train_file, skip_bad=cfg.data.skip_bad_records)
         result = Splits(train=list(loaded.problems), test=[])
     for k, p in paths.items():
         data.write_problems(p, getattr(result, k))
@@ -106,12 +184,41 @@ def check_benchmarks(cfg: RunConfig) -> dict[str, dict[str, int]]:
 
 
 def run(cfg: RunConfig, *, program: str = "evolve") -> dict[str, Any]:
-    """Runs every stage for a validated config; returns (and writes) the run summary."""
-    run_dir = RunDir.create(cfg.workdir, range(cfg.first_round, cfg.last_round + 1))
-    log_path = setup_logging(run_dir.logs, program)
-    logging.info("workdir %s, log %s", run_dir.root, log_path)
-    write_json(run_dir.root / "config.json", to_dict(cfg))
-    splits = prepare_problems(cfg, run_dir)
+    """Runs every stage for a validated config; returns (and writes) the run summary.
+
+    Raises `ConfigError` (preflight), `WorkdirBusy` (another run holds the workdir) or `StageRefused` before
+    changing the workdir."""
+    loaded = preflight(cfg)
+    root = Path(cfg.workdir).expanduser().resolve()
+    rounds = range(cfg.first_round, cfg.last_round + 1)
+    made = RunDir(root).missing_dirs(rounds)
+    with WorkdirLock(root):
+        run_dir = RunDir.create(root, rounds)
+        log_path = setup_logging(run_dir.logs, program)
+        logging.info("workdir %s, log %s", run_dir.root, log_path)
+        config_path = run_dir.root / "config.json"
+        previous_config = config_path.read_bytes() if config_path.is_file() else None
+        try:
+            splits = prepare_problems(cfg, run_dir, loaded)
+            write_json(config_path, to_dict(cfg))
+            return _stages(cfg, run_dir, splits)
+        except StageRefused:
+            _undo(config_path, previous_config, made)
+            raise
+
+
+def _undo(config_path: Path, previous_config: bytes | None, made: list[Path]) -> None:
+    """A refused run leaves the workdir as it was: its config.json back, the (still empty) directories it made gone."""
+    if previous_config is None:
+        config_path.unlink(missing_ok=True)
+    else:
+        atomic_write_bytes(config_path, previous_config)
+    for d in reversed(made):
+        with contextlib.suppress(OSError):  # not empty (the log directory, or what a stage wrote): kept
+            d.rmdir()
+
+
+def _stages(cfg: RunConfig, run_dir: RunDir, splits: Splits) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "workdir": str(run_dir.root),
         "problems": {"train": len(splits.train), "test": len(splits.test)},
