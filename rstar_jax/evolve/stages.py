@@ -7,12 +7,19 @@ A stage owns one directory. `run`:
 1. with a `manifest.json` whose inputs equal the current ones and whose output files still match their
    checksums: the stage is finished; its recorded outputs are returned and nothing is redone;
 2. with a manifest (or a `started.json` of an unfinished attempt) made from OTHER inputs: `StageRefused`, naming
-   what changed, unless `force`, which clears the directory and reruns the stage;
+   what changed, unless `force`, which clears the directory and reruns the stage. An unfinished attempt that left
+   no output (it failed before its first step: no non-empty file besides `started.json`) or that diverged (a
+   non-finite training step, recorded in `started.json`) holds nothing worth keeping: it is cleared and the stage
+   runs with the new inputs, without `force`;
 3. otherwise it writes `started.json` (inputs, attempt number, time) and calls `body()`. Bodies are resumable
    themselves (the search appends finished batches, training restores its latest checkpoint), so a killed
    attempt continues where it stopped. `body()` returns `{"files": [paths], "counts": {...}, "metrics": {...}}`;
    the manifest (inputs, output files with sha256 and size, counts, metrics, attempts, seconds of the last
    attempt) is written last, atomically: it is the commit marker.
+
+A training stage whose loss or gradient turns non-finite raises `StageDiverged`, naming the stage, the step and
+the config key to lower (`config.sft.learning_rate` for `round_<r>/sft`); non-finite parameters are never saved
+(`Checkpointer.save` refuses them), so a rerun never resumes from a diverged step.
 
 `digest(outputs)` fingerprints a finished stage; downstream stages put it in their inputs, so retraining a policy
 invalidates the trees searched with the old one.
@@ -20,19 +27,22 @@ invalidates the trees searched with the old one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from absl import logging
 
+from rstar_jax.config import RunConfig, TrainConfig
 from rstar_jax.workdir import file_sha256, write_json
 
-__all__ = ["StageOutputs", "StageRefused", "Stages", "diff_inputs", "digest"]
+__all__ = ["StageDiverged", "StageOutputs", "StageRefused", "Stages", "diff_inputs", "digest"]
 
 StageOutputs = dict[str, Any]
 MANIFEST = "manifest.json"
@@ -41,6 +51,26 @@ STARTED = "started.json"
 
 class StageRefused(RuntimeError):
     """A finished (or partly done) stage was made from other inputs; rerun with `--config.evolve.force=true`."""
+
+
+class StageDiverged(FloatingPointError):
+    """A training stage hit a non-finite loss, gradient or parameter; the message names the key to lower."""
+
+
+def _learning_rate_key(name: str) -> str:
+    """The config key of the learning rate behind stage `name` (`round_2/ppm` -> `config.ppm.learning_rate`)."""
+    section = name.rsplit("/", 1)[-1]
+    section = "pretrain" if section == "base" else section
+    hints = typing.get_type_hints(RunConfig)
+    train_sections = [f.name for f in dataclasses.fields(RunConfig) if hints[f.name] is TrainConfig]
+    if section in train_sections:
+        return f"config.{section}.learning_rate"
+    return " or ".join(f"config.{s}.learning_rate" for s in train_sections)
+
+
+def _did_work(stage_dir: Path) -> bool:
+    """Whether an unfinished attempt left any output: a non-empty file other than `started.json`."""
+    return any(p.is_file() and p.name != STARTED and p.stat().st_size > 0 for p in stage_dir.rglob("*"))
 
 
 def diff_inputs(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -114,20 +144,30 @@ class Stages:
         elif started_path.exists():
             started = json.loads(started_path.read_text(encoding="utf-8"))
             changed = diff_inputs(started["inputs"], inputs)
-            if changed and not self.force:
+            discardable = started.get("diverged") or not _did_work(stage_dir)
+            if changed and not self.force and not discardable:
                 raise StageRefused(
                     f"{started_path}: an unfinished attempt of stage {name} used other inputs ({'; '.join(changed)});"
                     " use a new config.workdir, or --config.evolve.force=true to discard it"
                 )
             if changed:
-                self._clear(stage_dir, f"inputs changed ({'; '.join(changed)})")
+                why = "diverged" if started.get("diverged") else "left no output" if discardable else "was forced"
+                self._clear(stage_dir, f"the unfinished attempt {why}; inputs changed ({'; '.join(changed)})")
         previous = json.loads(started_path.read_text(encoding="utf-8")) if started_path.exists() else None
         attempt = previous["attempt"] + 1 if previous else 1
         if previous:
             logging.info("%s: resuming an unfinished attempt (attempt %d)", name, attempt)
-        write_json(started_path, {"inputs": inputs, "attempt": attempt, "started_at": time.time()})
+        started = {"inputs": inputs, "attempt": attempt, "started_at": time.time()}
+        write_json(started_path, started)
         start = time.perf_counter()
-        result = body()
+        try:
+            result = body()
+        except FloatingPointError as err:  # train.NonFiniteError; Checkpointer.save's refusal of non-finite params
+            write_json(started_path, started | {"diverged": str(err)})
+            raise StageDiverged(
+                f"stage {name} diverged: {err}; lower {_learning_rate_key(name)} and rerun (the diverged attempt "
+                "is discarded, no force needed)"
+            ) from err
         seconds = time.perf_counter() - start
         files = {}
         for path in result.get("files", []):
