@@ -208,6 +208,12 @@ class ModelSetup:
     dtype: DType = _field(DType.FLOAT32, "parameter dtype of loaded models for search: 'float32' or 'bfloat16'")
     pool_slots: int = _field(65536, "prefix-cache capacity of the sampling engine, in tokens", ge=256)
     max_rows: int = _field(256, "rows (prompts x samples) decoded together", ge=1)
+    prefill_tokens: int = _field(
+        16384,
+        "at most this many prompt tokens (rows x bucketed length) per prefill call of the policy and the PPM: bounds "
+        "their peak memory (a longer prompt goes alone)",
+        ge=256,
+    )
     tiny_vocab: int = _field(512, "toy: BPE vocabulary size trained on the domain", ge=64)
     tiny_hidden: int = _field(128, "toy: decoder width", ge=8)
     tiny_layers: int = _field(4, "toy: decoder layers", ge=1)

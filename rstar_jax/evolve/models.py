@@ -7,7 +7,8 @@
 - `bootstrap_policy`: round 1's policy: the scripted toy teacher (toy, no `model.bootstrap`), an
   OpenAI-compatible endpoint (`model.endpoint`), or an HF checkpoint (`model.bootstrap`, else `model.base`).
 - `ModelCache`: search policies (`FlaxPolicy`) and PPM scorers (`FlaxPPMScorer`) built from HF directories,
-  loaded once per (directory, temperature) and reused across a round's stages.
+  loaded once per (directory, temperature) and reused across a round's stages; `model.max_rows` and
+  `model.prefill_tokens` bound each call's rows and padded prompt tokens, hence its peak memory.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class ModelCache:
                 SamplingParams(temperature=temperature),
                 pool_slots=self.cfg.model.pool_slots,
                 max_rows=self.cfg.model.max_rows,
+                prefill_tokens=self.cfg.model.prefill_tokens,
             )
         return self._policies[key]
 
@@ -134,7 +136,10 @@ class ModelCache:
         if key not in self._ppms:
             ppm = models.load_ppm(model_dir, dtype=self.cfg.model.dtype)
             tokenizer = models.load_tokenizer(model_dir, ppm.config)
-            self._ppms[key] = FlaxPPMScorer(ppm, tokenizer, pool_slots=self.cfg.model.pool_slots)
+            m = self.cfg.model
+            self._ppms[key] = FlaxPPMScorer(
+                ppm, tokenizer, pool_slots=m.pool_slots, max_rows=m.max_rows, prefill_tokens=m.prefill_tokens
+            )
         return self._ppms[key]
 
     def retain(self, keep: list[Path]) -> None:

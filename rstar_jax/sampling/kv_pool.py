@@ -12,13 +12,17 @@ Padding slots are masked keys, and positions are explicit (`positions = c_b + 0 
 between the two regions is invisible to attention and RoPE; the prompt's last token always sits in the last
 slot, and decoding appends at slot C + T for every row.
 
+Peak memory: `prefill_groups` cuts any number of prompts into calls of at most `prefill_tokens` padded prompt
+tokens (rows x bucketed length of the longest prompt, a single longer prompt alone), so one call's activations
+are bounded by the configuration, not by how many texts arrive; `prefill_bytes_bound` is that bound.
+
 Under `jax.set_mesh(mesh)` the pool and the decode cache are pinned to the model's `cache_*` logical axes
 (`models.sharding.LOGICAL_AXIS_RULES`): KV heads over `tensor`, cache rows over `data` x `fsdp`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -44,6 +48,96 @@ def bucket_rows(n: int, minimum: int = 1) -> int:
     ...), at least `minimum`; rows cost compute in proportion, so they are bucketed finer than lengths."""
     size = bucket(n, minimum)
     return size * 3 // 4 if size >= 4 and size * 3 // 4 >= max(n, minimum) else size
+
+
+def prefill_groups(
+    sequences: Sequence[Sequence[int]],
+    prefill_tokens: int,
+    max_rows: int,
+    rows: Callable[[int], int] = bucket_rows,
+) -> list[tuple[int, int]]:
+    """Cut `sequences` (token ids, in order) into contiguous groups `[lo, hi)` of one prefill call each.
+
+    A group has at most `max_rows` sequences and `rows(len(group)) * bucket(longest in group) <= prefill_tokens`
+    (`rows`: the caller's row bucketing); a single sequence over the budget goes alone. Greedy and in order, so
+    sequences that fit in `max_rows`-sized chunks give exactly those chunks.
+    """
+    if prefill_tokens < 1 or max_rows < 1:
+        raise ValueError(f"prefill_groups: prefill_tokens={prefill_tokens} and max_rows={max_rows} must be >= 1")
+    groups: list[tuple[int, int]] = []
+    lo, longest = 0, 0
+    for i, seq in enumerate(sequences):
+        grown = max(longest, len(seq))
+        size = i - lo + 1
+        if size > 1 and (size > max_rows or rows(size) * bucket(grown) > prefill_tokens):
+            groups.append((lo, i))
+            lo, grown = i, len(seq)
+        longest = grown
+    if len(sequences):
+        groups.append((lo, len(sequences)))
+    return groups
+
+
+def decode_cache_bytes(
+    config: ModelConfig, prefill_tokens: int, max_len: int, samples: int, decode_rows: int, decode_slots: int
+) -> int:
+    """Upper bound in bytes of a policy's decode cache [L, R, C + T + G, K, H] (keys and values) after a prefill of
+    `prefill_groups` groups of prompts up to `max_len` tokens, `samples` rows per prompt.
+
+    R = bucket_rows(B) x samples rows with bucket_rows(B) x T <= P (T = bucket(max_len),
+    P = max(prefill_tokens, T)) and C + T <= 2T prompt slots, so R x (C + T) <= samples x 2P; the
+    R x G decode slots are at most `decode_rows` x `decode_slots`.
+    """
+    c = config
+    T = bucket(max_len)
+    P = max(prefill_tokens, T)
+    slots = samples * 2 * P + decode_rows * decode_slots
+    return 2 * c.num_layers * slots * c.num_kv_heads * c.head_dim * np.dtype(c.dtype).itemsize
+
+
+def prefill_bytes_bound(
+    config: ModelConfig,
+    prefill_tokens: int,
+    max_len: int,
+    samples: int = 0,
+    decode_rows: int = 0,
+    decode_slots: int = 0,
+) -> int:
+    """Upper bound in bytes of one prefill call's temporaries plus outputs (parameters and the pool excluded:
+    they are fixed by the configuration), for groups made by `prefill_groups` of prompts up to `max_len` tokens.
+
+    With T = bucket(max_len) and P = max(prefill_tokens, T) padded tokens per call, the cache holds
+    C + T <= 2T slots, so per layer: attention scores, masked scores, exponentials and probabilities
+    [B, N, T, C + T] fp32 (4 x P x N x 2T x 4 bytes) and the mask [B, T, C + T]; the prefill KV cache
+    [L, B, C + T, K, H] of keys and values counted three times (gathered prefix, scan carry, output); the MLP
+    and residual activations [B, T, F], [B, T, D]. A policy's prefill (`samples` > 0) also makes the decode
+    cache (`decode_cache_bytes`, counted twice: repeated rows, then with decode slots) and samples the first
+    tokens from logits [R, V] of at most `decode_rows` rows.
+    """
+    c = config
+    item = np.dtype(c.dtype).itemsize
+    T = bucket(max_len)
+    P = max(prefill_tokens, T)
+    attention = P * 2 * T * (4 * c.num_heads * 4 + 1)
+    cache = 3 * 2 * c.num_layers * 2 * P * c.num_kv_heads * c.head_dim * item
+    activations = P * (4 * c.intermediate_size + 8 * c.hidden_size) * 4
+    decode = 0
+    if samples:
+        decode = 2 * decode_cache_bytes(config, prefill_tokens, max_len, samples, decode_rows, decode_slots)
+        decode += decode_rows * c.vocab_size * 4 * 4
+    return attention + cache + activations + decode
+
+
+def decode_bytes_bound(
+    config: ModelConfig, prefill_tokens: int, max_len: int, samples: int, decode_rows: int, decode_slots: int
+) -> int:
+    """Upper bound in bytes of one decode chunk's temporaries plus outputs (the donated state excluded): a
+    copy of the cache (`decode_cache_bytes`), and per step the attention [R, N, 1, S] fp32 over
+    S <= 2 bucket(max_len) + decode_slots slots, the mask, and logits [R, V] fp32 (four of each)."""
+    c = config
+    S = 2 * bucket(max_len) + decode_slots
+    per_step = decode_rows * (4 * c.num_heads * S * 4 + S + 4 * c.vocab_size * 4 + 8 * c.hidden_size * 4)
+    return decode_cache_bytes(config, prefill_tokens, max_len, samples, decode_rows, decode_slots) + per_step
 
 
 class KVPool(NamedTuple):

@@ -4,13 +4,21 @@
     steps = policy.generate(prompts, n=16, stop=["<end_of_step>", "<end_of_code>"], max_tokens=1024, seed=seeds)
     policy.cache.stats.hit_rate      # share of prompt tokens served from the prefix cache
 
-One call: prompts are tokenized, cut into micro-batches of at most `max_rows // n` prompts, and for each
-micro-batch one jitted prefill (cached prefixes gathered from the KV pool, new tokens written into it),
-then jitted chunks of `chunk` decode steps. The host receives `[R, chunk]` tokens per chunk, checks stop
-strings (`stops.StopScanner`) and stops once every row is finished. Between chunks the batch sheds its
-finished rows (down to `MIN_ROWS`), and the cache starts with `2 * chunk` decode slots, doubled only when a
-row runs longer: every decode step attends over all cache slots of all rows, so on CPU the step cost is
-about proportional to rows x slots. A row's tokens depend only on its own prompt, seed and sample index.
+One call: prompts are tokenized, cut in order into micro-batches of at most `max_rows // n` prompts and
+`prefill_tokens` padded prompt tokens (`kv_pool.prefill_groups`: rows x bucketed length of the longest prompt,
+one longer prompt alone), and for each micro-batch one jitted prefill (cached prefixes gathered from the KV
+pool, new tokens written into it), then jitted chunks of `chunk` decode steps. The host receives `[R, chunk]`
+tokens per chunk, checks stop strings (`stops.StopScanner`) and stops once every row is finished. Between
+chunks the batch sheds its finished rows (down to `MIN_ROWS`), and the cache starts with `2 * chunk` decode
+slots, doubled only when a row runs longer: every decode step attends over all cache slots of all rows, so on
+CPU the step cost is about proportional to rows x slots. A row's tokens depend only on its own prompt, seed
+and sample index.
+Peak memory is set by the configuration, not by the number of prompts: a prefill stays within
+`kv_pool.prefill_bytes_bound` (attention [B, N, T, C + T] with B x T <= prefill_tokens and C + T <= 2T);
+the decode cache [L, R, C + T + G, K, H] has R = bucket_rows(B) x n <= bucket_rows(max_rows // n) x n rows,
+C + T <= 2 x bucket(prompt length) and G <= bucket(max_tokens) slots, both under max_position_embeddings,
+and R x (C + T) <= 2 n x prefill_tokens (a longer prompt alone: 2 n x its bucket), so it stays within
+`kv_pool.decode_cache_bytes`; a decode step's attention is [R, N, 1, C + T + G] (`kv_pool.decode_bytes_bound`).
 Static shapes come from buckets (powers of two and 1.5 times them for rows, powers of two for cached and
 new prompt lengths and decode slots), so a long search compiles a bounded set of programs.
 """
@@ -93,6 +101,7 @@ class FlaxPolicy:
       sampling: temperature / top-p / top-k (temperature 0 is greedy); default: plain sampling at T = 1.
       pool_slots: prefix-cache capacity in tokens (KV pool [L, pool_slots, K, H] on the device).
       max_rows: at most this many rows (prompts x n) decode together.
+      prefill_tokens: at most this many padded prompt tokens (prompts x bucketed length) per prefill call.
       chunk: decode steps per jitted chunk (a power of two); the host checks stop strings and drops finished
         rows once per chunk.
       eos_ids: ids that end a sample; default: the config's and tokenizer's EOS.
@@ -106,15 +115,19 @@ class FlaxPolicy:
         *,
         pool_slots: int = 32768,
         max_rows: int = 256,
+        prefill_tokens: int = 16384,
         chunk: int = 16,
         eos_ids: Sequence[int] | None = None,
     ):
         if chunk < 1 or chunk & (chunk - 1):
             raise ValueError(f"FlaxPolicy: chunk={chunk} must be a power of two")
+        if max_rows < 1 or prefill_tokens < 1:
+            raise ValueError(f"FlaxPolicy: max_rows={max_rows} and prefill_tokens={prefill_tokens} must be >= 1")
         self.config = model.config
         self.tokenizer = tokenizer
         self.sampling = sampling if sampling is not None else SamplingParams()
         self.max_rows = max_rows
+        self.prefill_tokens = prefill_tokens
         self.chunk = chunk
         self.eos_ids = tuple(default_eos_ids(model.config, tokenizer) if eos_ids is None else eos_ids)
         self._graphdef, self._state = nnx.split(model)
@@ -164,8 +177,7 @@ class FlaxPolicy:
                 )
         per_batch = max(1, self.max_rows // n)
         out: list[list[StopScanner]] = []
-        for lo in range(0, len(prompt_ids), per_batch):
-            hi = min(lo + per_batch, len(prompt_ids))
+        for lo, hi in kv_pool.prefill_groups(prompt_ids, self.prefill_tokens, per_batch):
             out.extend(self._run_batch(prompt_ids[lo:hi], n, stop, max_tokens, seed[lo:hi]))
         return out
 

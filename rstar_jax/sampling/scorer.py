@@ -7,6 +7,11 @@ The texts of one search share long prefixes (question + steps so far), so they g
 machinery as the policy (`prefix_cache`, `kv_pool`) with the PPM's own pool: each text runs only the tokens
 past its longest cached prefix, and the value is `tanh(w · h_last)` on the last token's hidden state,
 as `models.PPM.__call__` computes it on the full text.
+
+Peak memory is bounded by the configuration, whatever the number of texts: texts are cut in order into calls
+of at most `max_rows` texts and `prefill_tokens` padded tokens (`kv_pool.prefill_groups`; rows x bucketed
+length of the longest text, one longer text alone), so a call's attention scores [B, N, T, C + T] stay within
+`kv_pool.prefill_bytes_bound`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,20 @@ from rstar_jax.sampling import kv_pool
 from rstar_jax.sampling.prefix_cache import PrefixCache
 
 
+def _score_impl(
+    graphdef: Any, state: Any, pool: kv_pool.KVPool, batch: kv_pool.PrefillBatch
+) -> tuple[jax.Array, kv_pool.KVPool]:
+    """Values [B] of one prefill's texts, and the pool with their new keys/values written."""
+    ppm = nnx.merge(graphdef, state)
+    hidden, _, pool = kv_pool.prefill(ppm.trunk, pool, batch)  # [B, D]
+    raw = jnp.einsum("BD,D->B", hidden, ppm.value_head[...], preferred_element_type=jnp.float32)
+    return jnp.tanh(raw), pool
+
+
+# Module-level program: scorers over the same architecture (each round's PPM) share their compilations.
+_SCORE = jax.jit(_score_impl, static_argnames=("graphdef",), donate_argnames=("pool",))
+
+
 class FlaxPPMScorer:
     """Batched PPM values with KV reuse (implements `interfaces.ValueModel`).
 
@@ -32,22 +51,27 @@ class FlaxPPMScorer:
       tokenizer: its Hugging Face tokenizer (texts encoded with the default special tokens).
       pool_slots: prefix-cache capacity in tokens.
       max_rows: at most this many texts per jitted call.
+      prefill_tokens: at most this many padded tokens (rows x bucketed length) per jitted call.
     """
 
-    def __init__(self, ppm: PPM, tokenizer: Any, *, pool_slots: int = 32768, max_rows: int = 256):
+    def __init__(
+        self,
+        ppm: PPM,
+        tokenizer: Any,
+        *,
+        pool_slots: int = 32768,
+        max_rows: int = 256,
+        prefill_tokens: int = 16384,
+    ):
+        if max_rows < 1 or prefill_tokens < 1:
+            raise ValueError(f"FlaxPPMScorer: max_rows={max_rows} and prefill_tokens={prefill_tokens} must be >= 1")
         self.config = ppm.config
         self.tokenizer = tokenizer
         self.max_rows = max_rows
+        self.prefill_tokens = prefill_tokens
         self._graphdef, self._state = nnx.split(ppm)
         self.cache = PrefixCache(pool_slots)
         self.pool = kv_pool.KVPool.init(ppm.config, pool_slots)
-        self._jit = jax.jit(self._impl, donate_argnames=("pool",))
-
-    def _impl(self, state: Any, pool: kv_pool.KVPool, batch: kv_pool.PrefillBatch) -> tuple[jax.Array, kv_pool.KVPool]:
-        ppm = nnx.merge(self._graphdef, state)
-        hidden, _, pool = kv_pool.prefill(ppm.trunk, pool, batch)  # [B, D]
-        raw = jnp.einsum("BD,D->B", hidden, ppm.value_head[...], preferred_element_type=jnp.float32)
-        return jnp.tanh(raw), pool
 
     def clear_cache(self) -> None:
         """Forget every cached prefix; the pool memory is kept."""
@@ -66,9 +90,10 @@ class FlaxPPMScorer:
                     f"max_position_embeddings={self.config.max_position_embeddings}"
                 )
         out = []
-        for lo in range(0, len(token_ids), self.max_rows):
-            part = token_ids[lo : lo + self.max_rows]
-            batch = kv_pool.plan_prefill(self.cache, part, kv_pool.bucket(len(part), minimum=1))
+        rows = lambda size: kv_pool.bucket(size, minimum=1)
+        for lo, hi in kv_pool.prefill_groups(token_ids, self.prefill_tokens, self.max_rows, rows):
+            part = token_ids[lo:hi]
+            batch = kv_pool.plan_prefill(self.cache, part, rows(len(part)))
             width = batch.prefix_slots.shape[1] + batch.tokens.shape[1]
             if self.config.sliding_window is not None and width > self.config.sliding_window:
                 self.cache.release()
@@ -77,7 +102,7 @@ class FlaxPPMScorer:
                     f"{self.config.sliding_window} (the padded layout measures the window in slots)"
                 )
             try:
-                values, self.pool = self._jit(self._state, self.pool, batch)
+                values, self.pool = _SCORE(self._graphdef, self._state, self.pool, batch)
             finally:
                 self.cache.release()
             out.append(np.asarray(values)[: len(part)])
