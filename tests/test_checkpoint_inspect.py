@@ -117,6 +117,6 @@ def test_inspect_cli_prints_the_description(saved):
 
 def test_inspect_cli_fails_cleanly_on_a_missing_directory(tmp_path):
     result = _inspect(f"--ckpt={tmp_path / 'typo'}")
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"launch.inspect: checkpoint directory {tmp_path / 'typo'} does not exist"
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: checkpoint directory {tmp_path / 'typo'} does not exist"
     assert result.stdout == ""

@@ -8,7 +8,7 @@ Public surface:
   * `Restored(step, params, opt_state, config, extra)`: what `restore` returns.
   * `describe(directory, step=None, *, opt_state=True) -> str`: used by `python -m launch.inspect --ckpt=DIR`.
   * `committed_steps(directory)`: committed steps without creating or cleaning anything.
-  * Errors: `CheckpointNotFoundError`, `CheckpointMismatchError`, `CheckpointCorruptError`.
+  * Errors: `CheckpointNotFoundError`, `CheckpointMismatchError`, `CheckpointCorruptError`, `NonFiniteSaveError`.
 """
 
 from rstar_jax.checkpoint._describe import committed_steps, describe
@@ -17,6 +17,7 @@ from rstar_jax.checkpoint._trees import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
+    NonFiniteSaveError,
     Restored,
     StoredLeaf,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
     "Checkpointer",
+    "NonFiniteSaveError",
     "Restored",
     "StoredLeaf",
     "committed_steps",

@@ -50,7 +50,7 @@ def describe(directory: str | epath.PathLike, step: int | None = None, *, opt_st
     with Checkpointer(directory, read_only=True) as ckpt:
         steps = ckpt.steps()
         if not steps:
-            raise CheckpointNotFoundError(f"no committed checkpoint in {ckpt.directory}")
+            raise CheckpointNotFoundError(f"no committed checkpoint in {ckpt.directory}{_hint(ckpt.directory)}")
         chosen = steps[-1] if step is None else step
         if chosen not in steps:
             raise CheckpointNotFoundError(f"step {chosen} is not committed in {ckpt.directory}; committed: {steps}")
@@ -69,6 +69,15 @@ def describe(directory: str | epath.PathLike, step: int | None = None, *, opt_st
         for name, value in (("config", ckpt.restore_config(chosen)), ("extra", ckpt.restore_extra(chosen))):
             lines += ["", f"{name}:", json.dumps(value, indent=2, sort_keys=True) if value is not None else "  (none)"]
     return "\n".join(lines) + "\n"
+
+
+def _hint(directory: epath.Path) -> str:
+    """Where the steps are when `directory` is a training run's directory (`<stage>/run`) rather than its
+    `checkpoints/` subdirectory."""
+    inner = directory / "checkpoints"
+    if inner.is_dir() and committed_steps(inner):
+        return f"; its steps are in {inner} (--ckpt={inner})"
+    return ""
 
 
 def committed_steps(directory: str | epath.PathLike) -> list[int]:

@@ -22,6 +22,7 @@ Guarantees (see tests/test_checkpoint*.py):
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -36,12 +37,14 @@ from rstar_jax.checkpoint._trees import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
+    NonFiniteSaveError,
     Restored,
     StoredLeaf,
     abstract_target,
     check_config,
     check_json,
     check_target,
+    corrupt_metadata,
     flatten,
     nonfinite_paths,
 )
@@ -225,7 +228,8 @@ class Checkpointer:
           force: save even if `step` is not a multiple of `save_every` (e.g. on SIGTERM or at the end).
 
         Raises:
-          ValueError: read-only, a non-finite parameter (named), or `step` not newer than the latest step.
+          NonFiniteSaveError: a non-finite parameter (named; a `ValueError` and a `FloatingPointError`).
+          ValueError: read-only, or `step` not newer than the latest step.
           Exception: the error of the previous async save, if it failed.
           TypeError: `config`/`extra` is not JSON data (the key is named).
         """
@@ -247,7 +251,7 @@ class Checkpointer:
         if opt_state is not None:
             bad += nonfinite_paths("opt_state", opt_state)
         if bad:
-            raise ValueError(f"refusing to save step {step} to {self._directory}: non-finite values in {bad}")
+            raise NonFiniteSaveError(f"refusing to save step {step} to {self._directory}: non-finite values in {bad}")
         args = {"params": ocp.args.StandardSave(params)}
         if opt_state is not None:
             args["opt_state"] = ocp.args.StandardSave(opt_state)
@@ -263,18 +267,26 @@ class Checkpointer:
 
     def step_info(self, step: int) -> dict[str, Any]:
         """Our per-step facts: `format`, `items`, `param_count`, `param_bytes`."""
-        info = dict(self._manager.metadata(step).custom_metadata or {})
+        info = dict(self._metadata(step, lambda: self._manager.metadata(step)).custom_metadata or {})
         if info.get("format") != FORMAT:
             raise CheckpointCorruptError(
                 f"step {step} in {self._directory} has no '{FORMAT}' metadata; not written by rstar_jax.checkpoint"
             )
         return info
 
+    def _metadata(self, step: int, read: Any) -> Any:
+        """`read()`; unreadable metadata (orbax only logs a bad step file) -> `CheckpointCorruptError` naming it."""
+        try:
+            json.loads((self._directory / str(step) / "_CHECKPOINT_METADATA").read_text())
+            return read()
+        except Exception as err:
+            raise corrupt_metadata(self._directory, step, err) from err
+
     def stored_leaves(self, step: int, item: str = "params") -> list[StoredLeaf]:
         """Path, shape, dtype and save-time sharding of every array of `item` (`params` or `opt_state`)."""
         if item not in self.step_info(step)["items"]:
             raise CheckpointMismatchError(f"step {step} in {self._directory} has no '{item}' item")
-        tree = self._manager.item_metadata(step)[item].tree
+        tree = self._metadata(step, lambda: self._manager.item_metadata(step)[item].tree)
         return [
             StoredLeaf(path, tuple(m.shape), np.dtype(m.dtype), sharding_text(m.sharding))
             for path, m in flatten(tree, is_leaf=_is_array_meta)
@@ -307,7 +319,7 @@ class Checkpointer:
         stored = self.stored_leaves(step, item)
         if target is None:
             device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-            tree = self._manager.item_metadata(step)[item].tree
+            tree = self._manager.item_metadata(step)[item].tree  # readable: stored_leaves above read it
             return jax.tree.map(
                 lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), tree, is_leaf=_is_array_meta
             )
@@ -362,13 +374,8 @@ class Checkpointer:
                 raise
             except Exception as err:  # noqa: BLE001 - any read failure of one step is treated as corruption
                 failures.append((candidate, err))
-                log.warning(
-                    "!!! CHECKPOINT STEP %d IN %s IS UNREADABLE (%s: %s)",
-                    candidate,
-                    self._directory,
-                    type(err).__name__,
-                    str(err)[:500],
-                )
+                what = f"{type(err).__name__}: {str(err)[:500]}"
+                log.warning("!!! CHECKPOINT STEP %d IN %s IS UNREADABLE (%s)", candidate, self._directory, what)
                 continue
             for bad_step, _ in failures:
                 log.warning(

@@ -25,6 +25,7 @@ __all__ = [
     "CheckpointCorruptError",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
+    "NonFiniteSaveError",
     "Restored",
     "StoredLeaf",
 ]
@@ -42,6 +43,10 @@ class CheckpointMismatchError(ValueError):
 
 class CheckpointCorruptError(RuntimeError):
     """A committed step exists but could not be read back."""
+
+
+class NonFiniteSaveError(ValueError, FloatingPointError):
+    """`save` was given NaN or infinite values (a diverged training run); nothing was written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,3 +267,15 @@ def check_config(stored: Mapping[str, Any] | None, expected: Mapping[str, Any], 
     if problems:
         listing = "\n  ".join(problems)
         raise CheckpointMismatchError(f"config of {where} does not match:\n  {listing}")
+
+
+def corrupt_metadata(directory: Any, step: int, err: BaseException) -> CheckpointCorruptError:
+    """The error for unreadable metadata of `step` under `directory` (an `epath.Path`), naming the first metadata
+    file that is not valid JSON (orbax's own error rarely names it)."""
+    step_dir = directory / str(step)
+    for path in sorted([*step_dir.glob("*METADATA"), *step_dir.glob("*/*METADATA")]):
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError) as bad:
+            return CheckpointCorruptError(f"step {step}: metadata file {path} is truncated or corrupt ({bad})")
+    return CheckpointCorruptError(f"step {step} in {directory}: unreadable metadata ({type(err).__name__}: {err})")
