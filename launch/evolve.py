@@ -2,7 +2,8 @@
 
 Runs rstar_jax's self-evolution rounds on the configured problems. A thin absl main: it parses and validates the
 config (a misspelt key or an invalid value stops here, before any work), then hands over to
-`rstar_jax.pipeline.run`.
+`rstar_jax.pipeline.run`, which checks files and directories, takes the workdir's lock, then runs the stages.
+Any error a user can cause ends with one line `error: ...` and exit status 2 (`rstar_jax.cli`).
 """
 
 from rstar_jax import cli, pipeline
@@ -13,11 +14,7 @@ _CONFIG = cli.define_config_flag()
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    cfg = cli.parsed_config(_CONFIG)
-    try:
-        pipeline.run(cfg, program="evolve")
-    except pipeline.StageRefused as e:
-        raise cli.UsageExit(str(e)) from None
+    pipeline.run(cli.parsed_config(_CONFIG), program="evolve")
 
 
 if __name__ == "__main__":

@@ -10,24 +10,41 @@ sft, `config.ppm` for the others):
   * pqm: the value head regressed on Q (`[{text, q, id}]`, `extract.pqm_values`).
 
 Checkpoints and metrics.jsonl go to `<config.workdir>/train_<kind>`; a rerun resumes there. The result is
-exported as an HF directory to `--out` (`*ForCausalLM` for sft, `*ForSequenceClassification` otherwise).
+exported as an HF directory to `--out` (`*ForCausalLM` for sft, `*ForSequenceClassification` otherwise). The log
+goes to `<config.workdir>/logs/train.log`. The data file and the model directory are checked, and the workdir's
+lock taken, before any work; a bad input or a diverging run ends with one line `error: ...` and exit status 2.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+from typing import Any
 
 from absl import flags, logging
 
 from rstar_jax import cli, models
-from rstar_jax.train import Kind, fit
+from rstar_jax.train import Kind, NonFiniteError, fit
+from rstar_jax.workdir import WorkdirLock, setup_logging
 
 _CONFIG = cli.define_config_flag()
 _KIND = flags.DEFINE_enum_class("kind", None, Kind, "what to train")
 _DATA = flags.DEFINE_string("data", None, "JSON list of training records (see the module docstring)")
 _MODEL = flags.DEFINE_string("model", None, "HF directory of the initial policy")
 _OUT = flags.DEFINE_string("out", None, "HF directory to write the trained model to")
+
+
+def _records(path: str) -> list[Any]:
+    if not Path(path).is_file():
+        raise cli.UsageExit(f"--data={path}: no such file")
+    try:
+        records = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise cli.UsageExit(f"--data={path}: not valid JSON ({err})") from None
+    if not isinstance(records, list):
+        raise cli.UsageExit(f"--data={path}: expected a JSON list of records, got {type(records).__name__}")
+    return records
 
 
 def main(argv: list[str]) -> None:
@@ -38,19 +55,28 @@ def main(argv: list[str]) -> None:
         raise cli.UsageExit(f"missing required flags: {', '.join(missing)}")
     cfg = cli.parsed_config(_CONFIG)
     kind = _KIND.value
-    with open(_DATA.value, encoding="utf-8") as f:
-        records = json.load(f)
-    if not isinstance(records, list):
-        raise cli.UsageExit(f"{_DATA.value}: expected a JSON list of records")
-    summary = fit(
-        kind,
-        records,
-        init_dir=_MODEL.value,
-        out_dir=_OUT.value,
-        cfg=cfg.sft if kind is Kind.SFT else cfg.ppm,
-        workdir=os.path.join(cfg.workdir, f"train_{kind.value}"),
-        mesh=models.make_mesh(models.MeshConfig()),
-    )
+    records = _records(_DATA.value)
+    try:
+        models.load_config(_MODEL.value)
+    except ValueError as err:
+        raise cli.UsageExit(f"--model={_MODEL.value}: {err}") from None
+    section = "sft" if kind is Kind.SFT else "ppm"
+    with WorkdirLock(cfg.workdir):
+        setup_logging(Path(cfg.workdir).expanduser() / "logs", "train")
+        try:
+            summary = fit(
+                kind,
+                records,
+                init_dir=_MODEL.value,
+                out_dir=_OUT.value,
+                cfg=cfg.sft if kind is Kind.SFT else cfg.ppm,
+                workdir=os.path.join(cfg.workdir, f"train_{kind.value}"),
+                mesh=models.make_mesh(models.MeshConfig()),
+            )
+        except FloatingPointError as err:  # train.NonFiniteError, or checkpoint.NonFiniteSaveError
+            raise NonFiniteError(
+                f"launch.train {kind.value} diverged: {err}; lower config.{section}.learning_rate"
+            ) from err
     logging.info("launch.train %s: final %s", kind.value, summary)
     print(json.dumps({"kind": kind.value, "out": _OUT.value, **summary}))
 
