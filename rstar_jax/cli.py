@@ -151,8 +151,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
         return flags.FLAGS(argv)
     except flags.Error as e:
         raise UsageExit(str(e)) from None
-    except OSError as e:  # ml_collections could not load the config file (an error inside it)
-        raise UsageExit(f"config file {_config_spec(argv)}: {one_line(str(e.__cause__ or e))}") from None
+    except Exception as e:  # ml_collections could not load the config file: the error is inside it
+        cause = e.__cause__ or e
+        raise UsageExit(f"config file {_config_spec(argv)}: {type(cause).__name__}: {one_line(str(cause))}") from None
 
 
 def parsed_config(holder: typing.Any) -> RunConfig:
@@ -165,7 +166,8 @@ def parsed_config(holder: typing.Any) -> RunConfig:
         try:
             _ = cfg.seed  # ml_collections' stand-in for a config file that failed to load raises here
         except OSError as e:
-            raise UsageExit(f"config file {path}: {one_line(str(e.__cause__ or e))}") from None
+            cause = e.__cause__ or e
+            raise UsageExit(f"config file {path}: {type(cause).__name__}: {one_line(str(cause))}") from None
     try:
         cfg = validate(cfg)
     except ConfigError as e:

@@ -96,7 +96,8 @@ def _check_previous_round(cfg: RunConfig, root: Path) -> None:
 
 
 def preflight(cfg: RunConfig) -> data.ProblemSet | None:
-    """Checks everything the config points at, writing nothing (module docstring); raises `ConfigError`.
+    """Checks everything the config points at, writing nothing (module docstring); raises `ConfigError`, or
+    `StageRefused` when the workdir's problems were made from other inputs.
 
     Returns the problems of `config.data.train_file` (parsed once here), or None for the toy domain."""
     root = _check_workdir(cfg)
@@ -119,7 +120,21 @@ def preflight(cfg: RunConfig) -> data.ProblemSet | None:
             raise ConfigError(f"config.data.benchmark_dir = {cfg.data.benchmark_dir!r}: {err}") from None
     if cfg.run_rounds and cfg.first_round > 1:
         _check_previous_round(cfg, root)
+    _problems_manifest(RunDir(root).problems / "manifest.json", _problem_inputs(cfg))
     return problems
+
+
+def _problems_manifest(manifest_path: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The problems stage's manifest, if any; `StageRefused` when it was made from other inputs."""
+    if not manifest_path.exists():
+        return None
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    changed = diff_inputs(manifest["inputs"], inputs)
+    if changed:
+        raise StageRefused(
+            f"{manifest_path} was made from other inputs ({'; '.join(changed)}); use a new config.workdir"
+        )
+    return manifest
 
 
 def prepare_problems(cfg: RunConfig, run_dir: RunDir, loaded: data.ProblemSet | None = None) -> Splits:
@@ -129,13 +144,8 @@ def prepare_problems(cfg: RunConfig, run_dir: RunDir, loaded: data.ProblemSet | 
     manifest_path = run_dir.problems / "manifest.json"
     inputs = _problem_inputs(cfg)
     paths = {"train": run_dir.problems / "train.jsonl", "test": run_dir.problems / "test.jsonl"}
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        changed = diff_inputs(manifest["inputs"], inputs)
-        if changed:
-            raise StageRefused(
-                f"{manifest_path} was made from other inputs ({'; '.join(changed)}); use a new config.workdir"
-            )
+    manifest = _problems_manifest(manifest_path, inputs)
+    if manifest is not None:
         intact = all(p.exists() and file_sha256(p) == manifest["files"][k]["sha256"] for k, p in paths.items())
         if intact:
             logging.info("problems: reusing %s (%s)", run_dir.problems, manifest["counts"])
