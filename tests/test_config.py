@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from rstar_jax import cli
-from rstar_jax.config import ConfigError, RunConfig, ToyBand, UnvisitedRule, to_dict, validate
+from rstar_jax.config import ConfigError, Decay, DType, RunConfig, ToyBand, UnvisitedRule, to_dict, validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_NAMES = ["tiny", "round1", "round2", "round3", "round4"]
@@ -51,6 +51,9 @@ def test_slots_reject_misspelt_attribute():
         ("toy", "bands", ("gsm", "easy"), "config.toy.bands"),
         ("data", "eval_benchmarks", ("math5000",), "unknown benchmark 'math5000'"),
         ("execution", "workers", -1, "config.execution.workers"),
+        ("sft", "decay", "cosin", "config.sft.decay = 'cosin': expected one of 'linear', 'cosine'"),
+        ("ppm", "compute_dtype", "bfloat15", "config.ppm.compute_dtype = 'bfloat15': expected one of"),
+        ("model", "dtype", "float8", "config.model.dtype = 'float8'"),
     ],
 )
 def test_invalid_values_name_key_and_allowed(section, key, value, message):
@@ -72,6 +75,17 @@ def test_cross_field_rules():
         validate(cfg)
 
 
+def test_workdir_and_train_file_rules():
+    with pytest.raises(ConfigError, match="config.workdir = ''"):
+        validate(RunConfig(workdir=""))
+    cfg = RunConfig()
+    cfg.data.train_file = "problems.jsonl"
+    with pytest.raises(ConfigError, match="needs config.model.base"):
+        validate(cfg)
+    cfg.run_rounds = False
+    validate(cfg)  # data stages only: no model needed
+
+
 def test_enum_strings_from_files_are_coerced():
     cfg = RunConfig()
     cfg.search.unvisited = "inf"
@@ -79,6 +93,9 @@ def test_enum_strings_from_files_are_coerced():
     validate(cfg)
     assert cfg.search.unvisited is UnvisitedRule.INF
     assert cfg.toy.bands == (ToyBand.GSM, ToyBand.OLYMPIAD)
+    cfg.sft.decay, cfg.sft.compute_dtype = "cosine", "float32"
+    validate(cfg)
+    assert (cfg.sft.decay, cfg.sft.compute_dtype) == (Decay.COSINE, DType.FLOAT32)
 
 
 def test_to_dict_is_plain_json():
@@ -138,8 +155,8 @@ def _evolve(*args, tmp_path):
 )
 def test_evolve_exits_before_work_naming_the_key(args, message, tmp_path):
     proc = _evolve(*args, tmp_path=tmp_path)
-    assert proc.returncode != 0
-    assert message in proc.stderr
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "wd").exists(), "no work (not even the workdir) before validation"
 
 
