@@ -34,6 +34,7 @@ __all__ = [
     "SftInit",
     "TeacherConfig",
     "ToyBand",
+    "ToyBaseConfig",
     "ToyConfig",
     "TrainConfig",
     "UnvisitedRule",
@@ -227,6 +228,20 @@ class ModelSetup:
 
 
 @dataclasses.dataclass(slots=True)
+class ToyBaseConfig:
+    """The committed toy base (`python -m launch.pretrain --config=configs/toy_base.py`): its corpus and export.
+
+    The model shape is `model.tiny_*`, the training `pretrain`; see `rstar_jax/toy/base_build.py`."""
+
+    corpus_seed: int = _field(0, "seed of the base corpus (the toy generator's 'base' split)")
+    corpus_per_band: int = _field(20000, "code-format solutions per band in the base corpus", ge=1)
+    held_out_per_band: int = _field(40, "further base-split problems per band for the held-out greedy metric", ge=0)
+    tokenizer_per_band: int = _field(2000, "corpus problems per band the BPE tokenizer is trained on", ge=1)
+    out: str = _field("", "where the HF directory and manifest are exported; '' = the package's rstar_jax/toy/base")
+    minutes: float = _field(0.0, "stop (checkpointed) after this much training time, then export; 0 = no limit", ge=0.0)
+
+
+@dataclasses.dataclass(slots=True)
 class EvolveConfig:
     """The self-evolution recipe around the search (rstar_reference.md Part A "rounds")."""
 
@@ -263,6 +278,7 @@ class RunConfig:
     run_rounds: bool = _field(True, "run the self-evolution rounds after the data stages (false: data only)")
     data: DataConfig = _section(DataConfig)
     toy: ToyConfig = _section(ToyConfig)
+    toy_base: ToyBaseConfig = _section(ToyBaseConfig)
     search: SearchConfig = _section(SearchConfig)
     execution: ExecutionConfig = _section(ExecutionConfig)
     grading: GradingConfig = _section(GradingConfig)

@@ -8,6 +8,7 @@ redraws any problem whose normalised question is in the test split. So the test 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 
 from rstar_jax.data import Problem, normalize_question
 from rstar_jax.toy.generator import BANDS, generate_problems
@@ -43,13 +44,34 @@ class ToySpec:
         object.__setattr__(self, "bands", bands)
 
 
-def generate_toy_splits(spec: ToySpec) -> dict[str, list[Problem]]:
-    """``{"train": [...], "test": [...]}``, each the bands of `spec` in order, no question shared."""
+class _Excluded:
+    """Membership in either of two question collections (normalised texts)."""
+
+    def __init__(self, *collections: Collection[str]):
+        self.collections = collections
+
+    def __contains__(self, text: object) -> bool:
+        return any(text in c for c in self.collections)
+
+
+def generate_toy_splits(spec: ToySpec, exclude: Collection[str] | None = None) -> dict[str, list[Problem]]:
+    """``{"train": [...], "test": [...]}``, each the bands of `spec` in order, no question shared.
+
+    `exclude`: questions neither split may contain; default the committed toy base's corpus
+    (`base_corpus.committed_questions`), so no toy split ever holds a question the base was trained on."""
+    if exclude is None:
+        from rstar_jax.toy.base_corpus import committed_questions
+
+        exclude = committed_questions()
     test: list[Problem] = []
     for band in spec.bands:
-        test.extend(generate_problems(band, spec.test_per_band, spec.seed, split="test"))
+        test.extend(generate_problems(band, spec.test_per_band, spec.seed, split="test", exclude=exclude))
     test_texts = frozenset(normalize_question(problem.question) for problem in test)
     train: list[Problem] = []
     for band in spec.bands:
-        train.extend(generate_problems(band, spec.train_per_band, spec.seed, split="train", exclude=test_texts))
+        train.extend(
+            generate_problems(
+                band, spec.train_per_band, spec.seed, split="train", exclude=_Excluded(test_texts, exclude)
+            )
+        )
     return {"train": train, "test": test}

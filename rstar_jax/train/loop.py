@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -136,6 +137,7 @@ def train(
     mesh: Mesh | None = None,
     length_bucket: int = 64,
     progress: bool = True,
+    deadline: float | None = None,
 ) -> tuple[nnx.Module, dict[str, float]]:
     """Trains `model` (a `Decoder` or `PPM`) on `examples` with `loss_fn` for `cfg.steps` steps (module docstring).
 
@@ -148,6 +150,8 @@ def train(
       mesh: a (data, fsdp, tensor) mesh; default one device.
       length_bucket: batches are cut to their longest real sequence rounded up to a multiple of this (<= T).
       progress: show the progress bar (its summary line is logged either way).
+      deadline: a `time.monotonic()` time: the first step that ends after it is saved and training stops there
+        (a long run done in pieces; the next call resumes from that step).
 
     Returns:
       (the trained module in fp32, the final metrics: last train step and `eval_*`).
@@ -223,9 +227,13 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             extra = {"step": done, "micro_batches": done * A}
-            ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=done == cfg.steps)
+            stop = deadline is not None and time.monotonic() > deadline
+            final = done == cfg.steps or stop
+            ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=final)
             last = {k: v for k, v in last.items() if not k.startswith("eval_")}
+            if stop:
+                break
     evals = run_eval(state.params)
     if evals:
-        _log(metrics_path, {"step": cfg.steps, **evals})
+        _log(metrics_path, {"step": int(state.step), **evals})
     return nnx.merge(master_graph, state.params), last | evals
