@@ -78,8 +78,14 @@ class FlaxPPMScorer:
         self.cache = PrefixCache(self.cache.num_slots)
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
-        """Values of B texts: float32 [B] in (-1, 1)."""
-        return self.score_ids([list(x) for x in self.tokenizer(list(texts))["input_ids"]])
+        """Values of B texts: float32 [B] in (-1, 1).
+
+        A text longer than the model's `max_position_embeddings` (a trajectory whose last step and code output
+        ran past the policy's context) is scored on its first `max_position_embeddings` tokens, the head that PPM
+        training keeps of a long example (`train.batches`), instead of failing the whole batch.
+        """
+        limit = self.config.max_position_embeddings
+        return self.score_ids([list(x)[:limit] for x in self.tokenizer(list(texts))["input_ids"]])
 
     def score_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Values of B token-id sequences: float32 [B]."""
