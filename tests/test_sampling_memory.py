@@ -124,3 +124,22 @@ def test_policy_prefill_and_decode_stay_within_the_budget_for_many_long_prompts(
     assert big.used > 4 * bound, (big, bound)
     used = max(c.used for c in probe.calls["prefill"])
     print(f"policy prefill: new max {used / 1e6:.0f} MB, bound {bound / 1e6:.0f} MB, old {big.used / 1e6:.0f} MB")
+
+
+class _SplitTokenizer:
+    """Text '1 2 3' -> ids [1, 2, 3]."""
+
+    def __call__(self, texts):
+        return {"input_ids": [[int(t) for t in text.split()] for text in texts]}
+
+
+def test_score_cuts_a_text_over_the_context_to_its_head():
+    scorer = FlaxPPMScorer(init_model(PPM, CONFIG, 0), _SplitTokenizer(), pool_slots=8192, prefill_tokens=BUDGET)
+    texts = _texts(3, seed=2)
+    texts[1] = texts[1] + texts[0] + texts[2]  # longer than max_position_embeddings = 1,024
+    assert len(texts[1]) > CONFIG.max_position_embeddings
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        scorer.score_ids(texts)
+    values = scorer.score([" ".join(map(str, t)) for t in texts])
+    head = [t[: CONFIG.max_position_embeddings] for t in texts]
+    np.testing.assert_allclose(values, scorer.score_ids(head), atol=2e-5)
