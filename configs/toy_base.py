@@ -43,6 +43,7 @@ def get_config() -> RunConfig:
             steps=40000,
             batch_size=16,
             max_length=448,
+            length_window=8,
             learning_rate=2e-3,
             warmup_steps=500,
             decay=Decay.COSINE,

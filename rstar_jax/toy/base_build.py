@@ -230,5 +230,5 @@ def build_base(cfg: RunConfig, *, progress: bool | None = None) -> dict[str, Any
 def _latest_step(train_dir: Path) -> int:
     from rstar_jax.checkpoint import Checkpointer
 
-    with Checkpointer(train_dir / "checkpoints", read_only=True) as ckpt:
+    with Checkpointer(train_dir / "checkpoints") as ckpt:
         return int(ckpt.latest_step() or 0)
