@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.image
+import numpy as np
 import pytest
 
+from rstar_jax.evolve.intervals import paired_bootstrap
 from rstar_jax.evolve.report import effects, validate_metrics, write_cumulative_report, write_round_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,7 +98,7 @@ def test_missing_tables_render_as_dash(tmp_path: Path) -> None:
     report = paths["md"].read_text()
     assert _row(report, "all", "## Table 2") == f"| all | — | {_pct(metrics['coverage']['all'])} |"
     assert _row(report, "all", "## Table 6") == "| all | — | — |"
-    assert [e["holds"] for e in json.loads(paths["json"].read_text())["effects"]] == [None] * 4
+    assert [e["holds"] for e in json.loads(paths["json"].read_text())["effects"]] == [None] * 7
     for key in ("coverage", "policy_greedy", "ppm_fixed_policy", "system", "methods"):
         assert paths[key].read_bytes()[:8] == PNG_MAGIC
 
@@ -133,54 +135,118 @@ def test_cumulative_report(tmp_path: Path) -> None:
     cov = rounds[2]["coverage"]["olympiad"]
     assert summary["accuracy"]["coverage"]["olympiad"]["3"] == pytest.approx(cov["correct"] / cov["total"])
     assert summary["accuracy"]["ppm_fixed_policy"]["all"]["1"] is None
-    assert [e["holds"] for e in summary["effects"]] == [True, True, True, True]
-    assert all(f"| {e['claim']} | {e['measured']} | yes |" in md for e in summary["effects"])
+    assert [e["holds"] for e in summary["effects"]] == [True] * 7  # from the counts: no per-problem data
+    assert all(
+        _row(md, f"{e['claim']} ({e['note']})", "## Paper").endswith("| — | — | yes | — |") for e in summary["effects"]
+    )
     for key in ("coverage", "policy_greedy", "ppm_fixed_policy", "system", "methods"):
         assert paths[key] == tmp_path / f"report_{key}.png"
         _assert_png(paths[key], min_width=400)
 
 
-def _with_all(metrics: dict[str, Any], key: str, correct: int, total: int = 100) -> None:
-    """Sets the "all" count of `key` ("methods.<name>" for a method) to correct/total."""
-    table = metrics["methods"][key.split(".")[1]] if key.startswith("methods.") else metrics[key]
-    table["all"] = {"correct": correct, "total": total}
+def _bits(correct: int, total: int = 100) -> list[bool]:
+    return [True] * correct + [False] * (total - correct)
 
 
-def _two_rounds(first: int, last: int, greedy: int, vote: int, coverage: tuple[int, ...]) -> list[dict[str, Any]]:
-    rounds = [_round(r) for r in range(1, len(coverage) + 1)]
-    for m, c in zip(rounds, coverage, strict=True):
-        _with_all(m, "coverage", c)
-    _with_all(rounds[0], "methods.mcts_ppm", first)
-    _with_all(rounds[-1], "methods.mcts_ppm", last)
-    _with_all(rounds[-1], "methods.greedy", greedy)
-    _with_all(rounds[-1], "methods.majority_vote", vote)
-    return rounds
+def _cov(gsm: int, olympiad: int) -> list[bool]:
+    """Coverage of 100 training problems: ids 0-79 in band gsm (the first `gsm` solved), 80-99 olympiad."""
+    return _bits(gsm, 80) + _bits(olympiad, 20)
 
 
-def test_effects_pass_exactly_at_thresholds() -> None:
-    found = effects(_two_rounds(first=40, last=55, greedy=45, vote=55, coverage=(50, 50, 60)))
-    assert [e.holds for e in found] == [True, True, True, True]
-    assert "+15.0 points" in found[0].measured and "+10.0 points" in found[1].measured
+def _paired(r: int, coverage: list[bool], **methods: list[bool] | None) -> dict[str, Any]:
+    """Round `r`'s metrics (`_round`) plus per-problem outcomes: training ids train/<i>, held-out ids test/<i>."""
+    m = _round(r)
+    per = {"coverage": {f"train/{i}": ok for i, ok in enumerate(coverage)}}
+    per |= {k: {f"test/{i}": ok for i, ok in enumerate(v)} for k, v in methods.items() if v is not None}
+    m["per_problem"] = per
+    m["problem_bands"] = {f"train/{i}": "gsm" if i < 80 else "olympiad" for i in range(len(coverage))}
+    return m
+
+
+def _two(cov: tuple[list[bool], list[bool]], greedy: tuple[int, int], mcts: int, vote: int, best: int, fixed: int):
+    """Rounds 1 and 4: round 1's MCTS+PPM solves the first 44 held-out problems, round 4's policy + round 1's ... ."""
+    first = _paired(1, cov[0], greedy=_bits(greedy[0]), mcts_ppm=_bits(44), majority_vote=_bits(0), best_of_n=None)
+    last = _paired(4, cov[1], greedy=_bits(greedy[1]), mcts_ppm=_bits(mcts), majority_vote=_bits(vote),
+                   best_of_n=_bits(best), ppm_fixed_policy=_bits(fixed))  # fmt: skip
+    return [first, last]
+
+
+def test_paired_bootstrap_known_differences() -> None:
+    assert paired_bootstrap([True] * 30, [False] * 30) == (100.0, 100.0)
+    assert paired_bootstrap([False] * 30, [True] * 30) == (-100.0, -100.0)
+    same = np.random.default_rng(1).random(50) < 0.4
+    assert paired_bootstrap(same, same) == (0.0, 0.0)
+    a, b = np.random.default_rng(2).random((2, 200)) < np.array([[0.6], [0.4]])
+    low, high = paired_bootstrap(a, b)
+    point = 100 * (a.mean() - b.mean())
+    assert -100 <= low < point < high <= 100 and 5 < high - low < 30  # about ±1.96 * 4.5 points
+    assert paired_bootstrap(a, b) == (low, high)  # seeded: the same interval every time
+    assert paired_bootstrap(a, b, seed=1) != (low, high)
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_bootstrap(a, b[:-1])
+
+
+def test_effects_hold_exactly_at_thresholds() -> None:
+    rounds = _two((_cov(40, 5), _cov(40, 6)), greedy=(40, 50), mcts=60, vote=60, best=60, fixed=45)
+    found = effects(rounds)
+    assert [e.holds for e in found] == [True] * 7
+    assert [e.difference for e in found] == [1.0, 5.0, 10.0, 10.0, 0.0, 0.0, 1.0]
+    assert [e.n for e in found] == [100, 20, 100, 100, 100, 100, 100]
+    assert "olympiad" in found[1].claim and found[1].left == "round 4 coverage [olympiad]"
+    assert found[6].right == "round 1 MCTS + PPM"  # (d): round 1 has no ppm_fixed_policy
+    for e in found:
+        assert e.interval is not None and e.interval[0] <= e.difference <= e.interval[1]
+    assert found[4].interval == (0.0, 0.0) and found[4].clears  # identical outcomes
+    assert found[3].clears is False and found[3].interval[0] < 10  # +10 on 10 problems: the interval straddles 10
 
 
 def test_effects_fail_just_below_thresholds() -> None:
-    found = effects(_two_rounds(first=41, last=55, greedy=46, vote=56, coverage=(60, 50, 70)))
-    assert [e.holds for e in found] == [False, False, False, False]
-    assert effects(_two_rounds(40, 80, 20, 20, coverage=(50, 50)))[3].holds is False  # flat: last must exceed first
-
-
-def test_effects_fall_back_and_report_missing_data() -> None:
-    rounds = _two_rounds(first=40, last=70, greedy=50, vote=60, coverage=(50, 60))
-    for m in rounds:
-        m["methods"] = None  # MCTS+PPM falls back to system, greedy to policy_greedy
-    _with_all(rounds[0], "system", 30)
-    _with_all(rounds[1], "system", 50)
-    _with_all(rounds[1], "policy_greedy", 40)
+    rounds = _two((_cov(40, 5), _cov(41, 5)), greedy=(40, 49), mcts=58, vote=60, best=60, fixed=44)
     found = effects(rounds)
-    assert [e.holds for e in found] == [True, True, None, True]
-    assert "(system)" in found[0].measured and "(policy_greedy)" in found[1].measured
-    assert [e.holds for e in effects(rounds[:1])][0] is None  # one round: nothing to compare with
-    assert [e.holds for e in effects([])] == [None] * 4
+    assert [e.holds for e in found] == [True, False, False, False, False, False, False]
+    assert [e.clears for e in found[1:]] == [False] * 6
+    rounds[0]["per_problem"]["ppm_fixed_policy"] = {f"test/{i}": i < 40 for i in range(100)}
+    (d,) = effects(rounds)[6:]
+    assert d.right == "round 1 MCTS + PPM (round-1 policy)" and d.left == "round 4 MCTS + PPM (round-1 policy)"
+    assert d.holds is True and d.difference == 4.0  # round 1's own ppm_fixed_policy outcomes are preferred
+
+
+def test_effects_pair_problems_by_id() -> None:
+    rounds = _two((_bits(0), _bits(100)), greedy=(0, 0), mcts=0, vote=0, best=0, fixed=0)
+    rounds[1]["per_problem"]["coverage"] = {f"train/{i}": True for i in range(50, 150)}  # 50 shared ids
+    cov = effects(rounds)[0]
+    assert (cov.n, cov.difference, cov.interval, cov.holds, cov.clears) == (50, 100.0, (100.0, 100.0), True, True)
+    rounds[1]["per_problem"]["coverage"] = {"train/elsewhere": True}
+    assert effects(rounds)[0].holds is None and "no problem in both" in effects(rounds)[0].note
+
+
+def test_effects_fall_back_to_counts_and_report_missing_data() -> None:
+    rounds = [_round(1), _round(4)]
+    for m in rounds:
+        m["methods"] = None  # greedy falls back to policy_greedy, MCTS+PPM to system; no majority vote
+    found = effects(rounds)
+    assert [e.holds for e in found] == [True, True, True, True, None, None, True]
+    assert all(e.interval is None and e.n is None and e.clears is None for e in found)
+    assert "counts only" in found[0].note and found[3].right == "round 4 greedy"
+    assert found[2].difference == pytest.approx(100 * (150 - 93) / 400)
+    assert [e.holds for e in effects(rounds[:1])] == [None, None, None, True, None, None, None]  # one round
+    assert "needs ≥ 2 rounds" in effects(rounds[:1])[0].note
+    assert [e.holds for e in effects([])] == [None] * 7
+
+
+def test_cumulative_report_prints_intervals(tmp_path: Path) -> None:
+    rounds = _two((_cov(40, 5), _cov(40, 6)), greedy=(40, 50), mcts=60, vote=60, best=60, fixed=45)
+    paths = write_cumulative_report(tmp_path, rounds)
+    md, summary = paths["md"].read_text(), json.loads(paths["json"].read_text())
+    header = _row(md, "claim", "## Paper effects")
+    assert header.split(" | ")[4:] == ["95% interval", "n", "holds", "interval clears |"]
+    greedy = summary["effects"][3]
+    low, high = greedy["interval"]
+    row = _row(md, greedy["claim"], "## Paper effects")
+    assert f"| 60.0% vs 50.0% | +10.0 | [{low:+.1f}, {high:+.1f}] | 100 | yes | no |" in row
+    assert "| +0.0 | [+0.0, +0.0] | 100 | yes | yes |" in _row(md, summary["effects"][4]["claim"], "## Paper effects")
+    assert f"[{low:+.1f}, {high:+.1f}]" in greedy["measured"]
+    assert write_cumulative_report(tmp_path / "again", rounds)["md"].read_bytes() == paths["md"].read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -192,6 +258,8 @@ def test_effects_fall_back_and_report_missing_data() -> None:
         (lambda m: m["system"].update(gsm={"correct": 1.5, "total": 2}), "round 2: system.gsm"),
         (lambda m: m.update(policy_greedy=[1, 2]), "round 2: policy_greedy"),
         (lambda m: m.update(ppm_pair_accuracy=87.0), "round 2: ppm_pair_accuracy"),
+        (lambda m: m.update(per_problem={"greedy": {"test/0": 1}}), "round 2: per_problem.greedy"),
+        (lambda m: m.update(per_problem=[True]), "round 2: per_problem"),
     ],
 )
 def test_validation_names_round_and_key(tmp_path: Path, change: Any, message: str) -> None:

@@ -13,7 +13,8 @@ Methods (none reads the ground truth; it is used only to grade the final answers
 
 Each method's predictions go to `<out_dir>/<method>.json` (`[{id, answer, correct, band}]`) as soon as it
 finishes; a rerun after a kill reuses the finished methods. Counts are per band (`problem.extra["band"]`, or
-`all` only) as `{band: {"correct", "total"}}`.
+`all` only) as `{band: {"correct", "total"}}`; `per_problem(out_dir)` reads the files back as
+`{method: {problem_id: correct}}` for the report's paired intervals.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from rstar_jax.search.driver import Runner
 from rstar_jax.search.steps import derive_seed
 from rstar_jax.workdir import write_json
 
-__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate"]
+__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate", "per_problem"]
 
 METHODS = ("greedy", "majority_vote", "best_of_n", "mcts_ppm", "ppm_fixed_policy")
 Counts = dict[str, dict[str, int]]
@@ -167,3 +168,13 @@ def evaluate(
         fixed = ev._load("ppm_fixed_policy") or ev.mcts("ppm_fixed_policy", models.fixed_search_policy())
         correct["ppm_fixed_policy"] = fixed
     return {m: band_counts(ev.problems, c) for m, c in correct.items()}
+
+
+def per_problem(out_dir: str | Path) -> dict[str, dict[str, bool]]:
+    """`{method: {problem_id: correct}}` from the `<out_dir>/<method>.json` files present, in `METHODS` order."""
+    out = {}
+    for method in METHODS:
+        path = Path(out_dir) / f"{method}.json"
+        if path.exists():
+            out[method] = {str(r["id"]): bool(r["correct"]) for r in json.loads(path.read_text(encoding="utf-8"))}
+    return out

@@ -6,8 +6,11 @@
 `metrics` is the dict the round orchestration writes; every count is ``{"correct": int, "total": int}`` and every
 table maps band names (``gsm``/``math``/``olympiad`` on the toy domain, possibly only ``all`` on real data) to a
 count. Any table may be missing or null: it renders as "—". A table without an ``all`` band gets one summed from
-its bands (the bands partition the problems). `effects` checks the paper's claims at toy scale. Plots use the
-object-oriented matplotlib API (`Figure` + `FigureCanvasAgg`), so no global pyplot state and nothing to close.
+its bands (the bands partition the problems). Optional per-problem data makes the comparisons paired:
+``per_problem`` maps "coverage" (training problems) and each evaluation method (held-out problems) to
+``{problem_id: bool}``, and ``problem_bands`` maps problem ids to their band. `effects` checks issue 14's claims
+(a)-(d) at toy scale, each with a 95 % paired-bootstrap interval (`intervals`) when per-problem data is present.
+Plots use the object-oriented matplotlib API (`Figure` + `FigureCanvasAgg`): no global pyplot state, nothing to close.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from rstar_jax.evolve.intervals import Arm, Effect, compare, markdown_rows
 from rstar_jax.workdir import atomic_write_bytes
 
 __all__ = ["TABLES", "METHODS", "Effect", "validate_metrics", "effects", "write_round_report",
@@ -41,16 +45,8 @@ _SHORT = {"coverage": "coverage (T2)", "policy_greedy": "greedy (T3)", "ppm_fixe
 METHODS: dict[str, str] = {"greedy": "greedy", "majority_vote": "majority vote", "best_of_n": "best-of-N",
                            "mcts_ppm": "MCTS + PPM"}  # fmt: skip
 
+_ARM_NAMES = {"coverage": "coverage", "ppm_fixed_policy": "MCTS + PPM (round-1 policy)"}
 Count = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Effect:
-    """One paper claim checked on the measured rounds; `holds` is None when the data to check it is missing."""
-
-    claim: str
-    measured: str
-    holds: bool | None
 
 
 def _check_table(r: int, key: str, table: Any) -> None:
@@ -80,11 +76,28 @@ def _method_tables(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {m: methods[m] for m in names}
 
 
+def _check_per_problem(r: int, metrics: Mapping[str, Any]) -> None:
+    """`per_problem` maps "coverage" and method names to `{problem_id: bool}`; `problem_bands` ids to band names."""
+    for key, kind in (("per_problem", "a mapping name -> {problem_id: bool}"), ("problem_bands", "{problem_id: band}")):
+        value = metrics.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"round {r}: {key} must be {kind}, or null; got {type(value).__name__}")
+    for name, outcomes in (metrics.get("per_problem") or {}).items():
+        if outcomes is None:
+            continue
+        if not isinstance(outcomes, Mapping):
+            raise ValueError(f"round {r}: per_problem.{name} must map problem ids to bools; got {outcomes!r}")
+        bad = next(((i, ok) for i, ok in outcomes.items() if not isinstance(i, str) or not isinstance(ok, bool)), None)
+        if bad is not None:
+            raise ValueError(f"round {r}: per_problem.{name}: {bad[0]!r} -> {bad[1]!r} is not problem id -> bool")
+
+
 def validate_metrics(metrics: Mapping[str, Any]) -> int:
     """Checks one round's metrics against the schema and returns its round number.
 
     Raises ValueError naming the round and the key: no "round", a non-int round, a table that is not a mapping,
-    a malformed count, correct > total, or a ppm_pair_accuracy outside [0, 1].
+    a malformed count, correct > total, per-problem outcomes that are not bools, or a ppm_pair_accuracy outside
+    [0, 1].
     """
     if not isinstance(metrics, Mapping) or "round" not in metrics:
         raise ValueError("round ?: metrics missing key 'round'")
@@ -98,6 +111,7 @@ def validate_metrics(metrics: Mapping[str, Any]) -> int:
         raise ValueError(f"round {r}: methods must be a mapping or null")
     for name, table in _method_tables(metrics).items():
         _check_table(r, f"methods.{name}", table)
+    _check_per_problem(r, metrics)
     pair = metrics.get("ppm_pair_accuracy")
     if pair is not None and (isinstance(pair, bool) or not isinstance(pair, int | float) or not 0 <= pair <= 1):
         raise ValueError(f"round {r}: ppm_pair_accuracy must be a fraction in [0, 1] or null; got {pair!r}")
@@ -155,55 +169,57 @@ def _bands(tables: Iterable[Mapping[str, Any] | None]) -> list[str]:
     return [*(b for b in _keys(tables) if b != "all"), "all"]
 
 
-def _first_all(metrics: Mapping[str, Any], method: str, table: str) -> tuple[Fraction | None, str]:
-    """Accuracy on all problems from ``methods.<method>``, else from `table`; with the key it came from."""
-    for key, found in ((f"methods.{method}", _method_tables(metrics).get(method)), (table, metrics.get(table))):
-        p = _pct(_count(found, "all"))
-        if p is not None:
-            return p, key
-    return None, f"methods.{method} / {table}"
+def _arm(m: Mapping[str, Any], key: str, band: str, samples_label: bool = False) -> Arm:
+    """Round `m`'s side of a comparison: `key`'s outcomes (restricted to `band`) and its `band` count.
 
-
-def _gap(where: str, mcts: Fraction | None, other: Fraction | None, label: str, source: str, margin: int) -> Effect:
-    """The last-round claim MCTS+PPM >= `label` + `margin` points (`source`: the key `other` came from)."""
-    claim = f"last round: MCTS+PPM ≥ {label}" + (f" + {margin} points" if margin else "")
-    measured = f"{where}: MCTS+PPM {_fmt_pct(mcts)} vs {label} {_fmt_pct(other)} ({source})"
-    if mcts is None or other is None:
-        return Effect(claim, measured, None)
-    return Effect(claim, f"{measured}: {float(mcts - other):+.1f} points", mcts >= other + margin)
+    `key` is "coverage" or an evaluation method; "greedy" and "mcts_ppm" fall back to the Table 3 and Table 6 counts.
+    """
+    fallback = {"greedy": "policy_greedy", "mcts_ppm": "system"}
+    if key in ("coverage", "ppm_fixed_policy"):
+        table = m.get(key)
+    else:
+        table = _method_tables(m).get(key) or m.get(fallback.get(key, ""))
+    outcomes = (m.get("per_problem") or {}).get(key)
+    if outcomes is not None and band != "all":
+        bands = m.get("problem_bands") or {}
+        outcomes = {i: ok for i, ok in outcomes.items() if bands.get(i) == band}
+    samples = (m.get("methods") or {}).get("samples")
+    name = _method_label(key, samples) if samples_label else _ARM_NAMES.get(key, METHODS.get(key, key))
+    where = "" if band == "all" else f" [{band}]"
+    return Arm(f"round {m.get('round', '?')} {name}{where}", outcomes, _count(table, band))
 
 
 def effects(rounds: Sequence[Mapping[str, Any]]) -> list[Effect]:
-    """The paper's effects the toy run must show, on all held-out (or training, for coverage) problems."""
+    """Issue 14's effects (a)-(d), each a paired comparison of the first and last rounds, or within the last.
+
+    (a) coverage of the training problems, last > first, overall and in the hardest band (the coverage tables'
+    last band); (b) greedy pass@1, last >= first + 10 points; (c) last round MCTS+PPM >= greedy + 10, >= majority
+    vote, >= best-of-N; (d) MCTS with the round-1 policy: last round's PPM beats round 1's (round 1's
+    ppm_fixed_policy, else its mcts_ppm: the same policy and the round-1 PPM).
+    """
     ordered = _sorted_rounds(rounds)
-    out: list[Effect] = []
     first, last = (ordered[0], ordered[-1]) if ordered else ({}, {})
     rf, rl = first.get("round", "?"), last.get("round", "?")
-
-    claim = "self-evolution: last-round MCTS+PPM ≥ round-1 MCTS+PPM + 15 points"
-    (p0, k0), (p1, k1) = _first_all(first, "mcts_ppm", "system"), _first_all(last, "mcts_ppm", "system")
-    if len(ordered) < 2 or p0 is None or p1 is None:
-        measured = f"needs ≥ 2 rounds with MCTS+PPM; round {rf} {_fmt_pct(p0)}, round {rl} {_fmt_pct(p1)}"
-        out.append(Effect(claim, measured, None))
-    else:
-        measured = f"round {rf} {_fmt_pct(p0)} ({k0}) → round {rl} {_fmt_pct(p1)} ({k1}): {float(p1 - p0):+.1f} points"
-        out.append(Effect(claim, measured, p1 >= p0 + 15))
-
-    pg, kg = _first_all(last, "greedy", "policy_greedy")
-    out.append(_gap(f"round {rl}", p1, pg, "greedy", kg, 10))
-    pm = _pct(_count(_method_tables(last).get("majority_vote"), "all"))
-    out.append(_gap(f"round {rl}", p1, pm, "majority vote", "methods.majority_vote", 0))
-
-    claim = "training coverage rises round over round (non-decreasing, last > first)"
-    series = [(m["round"], _pct(_count(m.get("coverage"), "all"))) for m in ordered]
-    measured = ", ".join(f"round {r} {_fmt_pct(p)}" for r, p in series) or DASH
-    known = [p for _, p in series if p is not None]
-    if len(known) < 2:
-        out.append(Effect(claim, measured, None))
-    else:
-        rising = all(a <= b for a, b in zip(known, known[1:], strict=False)) and known[-1] > known[0]
-        out.append(Effect(claim, measured, rising))
-    return out
+    alone = "" if len(ordered) >= 2 else "needs ≥ 2 rounds"
+    hardest = ([b for b in _bands(m.get("coverage") for m in ordered) if b != "all"] or ["all"])[-1]
+    own = _arm(first, "ppm_fixed_policy", "all")
+    fixed_first = "ppm_fixed_policy" if own.count or own.outcomes is not None else "mcts_ppm"
+    last_arm = lambda key, band="all": _arm(last, key, band, samples_label=True)
+    return [
+        compare(f"(a) Table 2: training coverage, round {rl} > round {rf}", _arm(last, "coverage", "all"),
+                _arm(first, "coverage", "all"), strict=True, note=alone),
+        compare(f"(a) Table 2: training coverage in the hardest band ({hardest}), round {rl} > round {rf}",
+                _arm(last, "coverage", hardest), _arm(first, "coverage", hardest), strict=True, note=alone),
+        compare(f"(b) Table 3: greedy pass@1, round {rl} ≥ round {rf} + 10 points", _arm(last, "greedy", "all"),
+                _arm(first, "greedy", "all"), threshold=10, note=alone),
+        compare(f"(c) round {rl}: MCTS+PPM ≥ greedy + 10 points", last_arm("mcts_ppm"), last_arm("greedy"),
+                threshold=10),
+        compare(f"(c) round {rl}: MCTS+PPM ≥ majority vote", last_arm("mcts_ppm"), last_arm("majority_vote")),
+        compare(f"(c) round {rl}: MCTS+PPM ≥ best-of-N (same sampled trajectories)", last_arm("mcts_ppm"),
+                last_arm("best_of_n")),
+        compare(f"(d) Table 4: round-1 policy, MCTS with round {rl}'s PPM > with round {rf}'s PPM",
+                _arm(last, "ppm_fixed_policy", "all"), _arm(first, fixed_first, "all"), strict=True, note=alone),
+    ]  # fmt: skip
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -243,8 +259,7 @@ def _cumulative_markdown(ordered: Sequence[Mapping[str, Any]], found: Sequence[E
     cols = [f"round {m['round']}" for m in ordered]
     lines = ["# Self-evolution report", "", f"Rounds: {', '.join(str(m['round']) for m in ordered) or DASH}", ""]
     lines += ["## Paper effects at toy scale", ""]
-    holds = {True: "yes", False: "no", None: DASH}
-    lines += _md_table(["claim", "measured", "holds"], ([e.claim, e.measured, holds[e.holds]] for e in found))
+    lines += _md_table(*markdown_rows(found))
     for key, title in TABLES.items():
         bands = _bands(m.get(key) for m in ordered)
         lines += [f"## {title}", ""]
@@ -369,7 +384,7 @@ def write_cumulative_report(report_dir: str | os.PathLike, rounds: Sequence[Mapp
     names = _keys(_method_tables(m) for m in ordered)
     methods = {n: per_round(lambda m, n=n: _method_tables(m).get(n), "all") for n in names}
     summary = {"rounds": list(ordered), "accuracy": {**tables, "methods_all": methods},
-               "effects": [asdict(e) for e in found]}  # fmt: skip
+               "effects": [asdict(e) | {"measured": e.measured} for e in found]}  # fmt: skip
     root = Path(report_dir)
     root.mkdir(parents=True, exist_ok=True)
     paths = {

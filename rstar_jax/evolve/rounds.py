@@ -232,8 +232,20 @@ def _evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any
     return ctx.stages.run(eval_dir, f"round_{r}/evaluate", inputs, body)
 
 
+def _covered(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, bool]:
+    """`{train_problem_id: solved}` from the round's tree files (the per-problem form of the coverage counts)."""
+    solved = set()
+    for name in trees["files"]:
+        solved |= {x["id"] for x in read_records(ctx.run_dir.round(r).trees / name) if _solved(x)}
+    return {p.id: p.id in solved for p in ctx.train}
+
+
 def run_round(ctx: RoundContext, r: int) -> dict[str, Any]:
-    """Runs (or resumes, or skips) every stage of round `r`; returns the round's report metrics."""
+    """Runs (or resumes, or skips) every stage of round `r`; returns the round's report metrics.
+
+    Besides the count tables, `per_problem` holds `{"coverage" | method: {problem_id: correct}}` (training problems
+    for coverage, held-out ones for the methods) and `problem_bands` `{problem_id: band}`: the report pairs them.
+    """
     logging.info("round %d: start", r)
     trees = _trees(ctx, r)
     data = _extract(ctx, r, trees)
@@ -242,6 +254,9 @@ def run_round(ctx: RoundContext, r: int) -> dict[str, Any]:
     ev = _evaluate(ctx, r, sft, ppm)
     methods = ev["metrics"]
     names = ("trees", "extract", "sft", "ppm", "evaluate")
+    per_problem = {"coverage": _covered(ctx, r, trees), **evaluation.per_problem(ctx.run_dir.round(r).eval)}
+    ids = set().union(*per_problem.values())
+    bands = {p.id: str(p.extra["band"]) for p in (*ctx.train, *ctx.test) if p.id in ids and p.extra.get("band")}
     return {
         "round": r,
         "coverage": trees["metrics"]["coverage"],
@@ -252,4 +267,6 @@ def run_round(ctx: RoundContext, r: int) -> dict[str, Any]:
         "ppm_pair_accuracy": ppm["metrics"].get("eval_accuracy"),
         "data": {"trees": trees["counts"]["trees"], "sft": data["counts"]["sft"], "pairs": data["counts"]["pairs"]},
         "seconds": {n: ctx.stages.timings.get(f"round_{r}/{n}", 0.0) for n in names},
+        "per_problem": per_problem,
+        "problem_bands": bands,
     }
