@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import matplotlib.image
 import numpy as np
 import pytest
 
+from rstar_jax.data import Problem
+from rstar_jax.evolve.evaluate import per_problem
 from rstar_jax.evolve.intervals import paired_bootstrap
 from rstar_jax.evolve.report import effects, validate_metrics, write_cumulative_report, write_round_report
 
@@ -164,7 +167,10 @@ def _paired(r: int, coverage: list[bool], **methods: list[bool] | None) -> dict[
 
 
 def _two(cov: tuple[list[bool], list[bool]], greedy: tuple[int, int], mcts: int, vote: int, best: int, fixed: int):
-    """Rounds 1 and 4: round 1's MCTS+PPM solves the first 44 held-out problems, round 4's policy + round 1's ... ."""
+    """Rounds 1 and 4 with per-problem outcomes; each int solves the first that many of 100 held-out problems.
+
+    Round 1's MCTS+PPM solves 44 and it has no best-of-N; `fixed` is round 4's MCTS with the round-1 policy.
+    """
     first = _paired(1, cov[0], greedy=_bits(greedy[0]), mcts_ppm=_bits(44), majority_vote=_bits(0), best_of_n=None)
     last = _paired(4, cov[1], greedy=_bits(greedy[1]), mcts_ppm=_bits(mcts), majority_vote=_bits(vote),
                    best_of_n=_bits(best), ppm_fixed_policy=_bits(fixed))  # fmt: skip
@@ -247,6 +253,32 @@ def test_cumulative_report_prints_intervals(tmp_path: Path) -> None:
     assert "| +0.0 | [+0.0, +0.0] | 100 | yes | yes |" in _row(md, summary["effects"][4]["claim"], "## Paper effects")
     assert f"[{low:+.1f}, {high:+.1f}]" in greedy["measured"]
     assert write_cumulative_report(tmp_path / "again", rounds)["md"].read_bytes() == paths["md"].read_bytes()
+
+
+def test_round_metrics_per_problem_outcomes(tmp_path: Path) -> None:
+    """evaluate.per_problem reads the method files back; rounds._covered marks trees with a correct answer leaf."""
+    from rstar_jax.evolve.rounds import _covered
+
+    (tmp_path / "eval").mkdir()
+    rows = [{"id": "t0", "answer": "1", "correct": True, "band": "gsm"}, {"id": "t1", "answer": None, "correct": False}]
+    (tmp_path / "eval" / "greedy.json").write_text(json.dumps(rows))
+    (tmp_path / "eval" / "mcts_ppm.json").write_text(json.dumps(rows[::-1]))
+    assert per_problem(tmp_path / "eval") == {
+        "greedy": {"t0": True, "t1": False},
+        "mcts_ppm": {"t1": False, "t0": True},
+    }
+    leaf = lambda value: {"terminal_kind": "answer", "value": value}
+    trees = {"a": [{"id": "p0", "rstar": {"0": {}, "0.1": leaf(1.0)}}, {"id": "p1", "rstar": {"0.1": leaf(-1.0)}}],
+             "b": [{"id": "p2", "rstar": {"0.2": leaf(1.0)}}]}  # fmt: skip
+    (tmp_path / "trees").mkdir()
+    for name, records in trees.items():
+        (tmp_path / "trees" / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in records))
+    train = [Problem(id=f"p{i}", question=f"q{i}", answer="1") for i in range(4)]
+    ctx = SimpleNamespace(
+        train=train, run_dir=SimpleNamespace(round=lambda r: SimpleNamespace(trees=tmp_path / "trees"))
+    )
+    files = {"files": {"a.jsonl": {}, "b.jsonl": {}}}
+    assert _covered(ctx, 2, files) == {"p0": True, "p1": False, "p2": True, "p3": False}
 
 
 @pytest.mark.parametrize(
