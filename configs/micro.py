@@ -7,6 +7,7 @@ steps. It checks the plumbing (stages, manifests, resume, reports) in CI; its ac
 """
 
 from rstar_jax.config import (
+    SCRATCH_BASE,
     EvolveConfig,
     ExecutionConfig,
     ModelSetup,
@@ -41,6 +42,7 @@ def get_config() -> RunConfig:
         progress_bars=False,
         toy=ToyConfig(seed=0, train_per_band=4, test_per_band=2),
         model=ModelSetup(
+            base=SCRATCH_BASE,  # the micro decoder and three reading steps, made in the run
             tiny_vocab=384,
             tiny_hidden=32,
             tiny_layers=1,

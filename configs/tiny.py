@@ -15,6 +15,7 @@ with 8 rollouts (78 / 65 / 47% by band), like the paper's round-1 60%.
 """
 
 from rstar_jax.config import (
+    SCRATCH_BASE,
     EvolveConfig,
     ExecutionConfig,
     ModelSetup,
@@ -50,6 +51,7 @@ def get_config() -> RunConfig:
         last_round=4,
         toy=ToyConfig(seed=0, train_per_band=60, test_per_band=20),
         model=ModelSetup(
+            base=SCRATCH_BASE,  # until a toy base is committed (python -m launch.pretrain --config=configs/toy_base.py)
             tiny_vocab=768,
             tiny_hidden=128,
             tiny_layers=4,

@@ -29,6 +29,7 @@ __all__ = [
     "ExecutionConfig",
     "GradingConfig",
     "ModelSetup",
+    "SCRATCH_BASE",
     "RunConfig",
     "SearchConfig",
     "SftInit",
@@ -41,6 +42,10 @@ __all__ = [
     "to_dict",
     "validate",
 ]
+
+
+SCRATCH_BASE = "scratch"
+"""`model.base` value for the toy's from-scratch tiny decoder (instead of the committed toy base)."""
 
 
 class ConfigError(ValueError):
@@ -202,7 +207,11 @@ class TeacherConfig:
 class ModelSetup:
     """The models of a run: the base checkpoint, the round-1 bootstrap policy, and the toy's tiny decoder."""
 
-    base: str = _field("", "HF directory of the base model SFT starts from; '' = toy: a tiny decoder from scratch")
+    base: str = _field(
+        "",
+        "HF directory of the base model SFT starts from; '' = toy: the committed toy base (rstar_jax/toy/base, "
+        "`launch.pretrain`); 'scratch' = toy: a tiny decoder initialised in the run (`tiny_*`)",
+    )
     bootstrap: str = _field("", "round-1 policy: HF directory; '' = the toy teacher (toy) or `base` (real data)")
     endpoint: str = _field("", "round-1 policy served by an OpenAI-compatible completions API, e.g. http://h:8000/v1")
     endpoint_model: str = _field("", "model name sent to `endpoint`")
@@ -368,10 +377,16 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config.last_round = {cfg.last_round} is before config.first_round = {cfg.first_round}")
     if len(set(cfg.toy.bands)) != len(cfg.toy.bands) or not cfg.toy.bands:
         raise ConfigError(f"config.toy.bands = {cfg.toy.bands!r}: must be non-empty without repeats")
-    if cfg.model.tiny_read_per_band and (cfg.model.base or cfg.data.train_file):
+    if cfg.model.tiny_read_per_band and (cfg.model.base != SCRATCH_BASE or cfg.data.train_file):
         raise ConfigError(
             f"config.model.tiny_read_per_band = {cfg.model.tiny_read_per_band}: reading pretraining makes the toy's "
-            "tiny base; it does not apply with config.model.base or config.data.train_file set (use 0)"
+            f"from-scratch tiny base; it needs config.model.base = {SCRATCH_BASE!r} and no config.data.train_file "
+            "(or use 0)"
+        )
+    if cfg.model.base == SCRATCH_BASE and cfg.data.train_file:
+        raise ConfigError(
+            f"config.model.base = {SCRATCH_BASE!r} makes a toy decoder, which only knows the toy domain; "
+            f"config.data.train_file = {cfg.data.train_file!r} needs an HF base directory"
         )
     if cfg.run_rounds and cfg.data.train_file and not cfg.model.base:
         raise ConfigError(

@@ -30,7 +30,7 @@ from typing import Any
 from absl import logging
 
 from rstar_jax import data, toy
-from rstar_jax.config import ConfigError, RunConfig, to_dict
+from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
 from rstar_jax.data import Problem
 from rstar_jax.evolve.stages import MANIFEST, StageRefused, diff_inputs
 from rstar_jax.workdir import RunDir, WorkdirLock, atomic_write_bytes, file_sha256, setup_logging, write_json
@@ -84,6 +84,19 @@ def _check_model_dir(key: str, value: str) -> None:
         raise ConfigError(f"{key} = {value!r}: no weights in {path} (neither {SINGLE_FILE} nor {INDEX_FILE})")
 
 
+def _check_toy_base() -> None:
+    from rstar_jax.toy.base_build import check_base
+    from rstar_jax.toy.base_corpus import BASE_DIR
+
+    try:
+        check_base(BASE_DIR)
+    except ValueError as err:
+        raise ConfigError(
+            f"config.model.base = '' (the committed toy base): {err}; build it with `python -m launch.pretrain "
+            f"--config=configs/toy_base.py`, or set config.model.base={SCRATCH_BASE}"
+        ) from None
+
+
 def _check_previous_round(cfg: RunConfig, root: Path) -> None:
     prev = cfg.first_round - 1
     for stage in ("sft", "ppm"):
@@ -110,9 +123,12 @@ def preflight(cfg: RunConfig) -> data.ProblemSet | None:
             problems = data.load_problems(path, skip_bad=cfg.data.skip_bad_records)
         except (data.ProblemFormatError, ValueError) as err:
             raise ConfigError(f"config.data.train_file: {err}") from None
-    for key, value in (("config.model.base", cfg.model.base), ("config.model.bootstrap", cfg.model.bootstrap)):
+    base = "" if cfg.model.base == SCRATCH_BASE else cfg.model.base
+    for key, value in (("config.model.base", base), ("config.model.bootstrap", cfg.model.bootstrap)):
         if value and (cfg.run_rounds or key.endswith("base")):
             _check_model_dir(key, value)
+    if cfg.run_rounds and not cfg.model.base and not cfg.data.train_file:
+        _check_toy_base()
     for name in cfg.data.eval_benchmarks:
         try:
             data.benchmark_path(name, cfg.data.benchmark_dir or None)

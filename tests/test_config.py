@@ -69,9 +69,16 @@ def test_cross_field_rules():
         validate(cfg)
     cfg = RunConfig()
     cfg.model.tiny_read_per_band = 100
-    validate(cfg)  # the toy: fine
+    with pytest.raises(ConfigError, match="needs config.model.base = 'scratch'"):
+        validate(cfg)  # the committed toy base is already pretrained
+    cfg.model.base = "scratch"
+    validate(cfg)  # the toy from scratch: fine
     cfg.model.base = "/models/qwen"
     with pytest.raises(ConfigError, match="config.model.tiny_read_per_band = 100"):
+        validate(cfg)
+    cfg = RunConfig()
+    cfg.model.base, cfg.data.train_file = "scratch", "problems.jsonl"
+    with pytest.raises(ConfigError, match="only knows the toy domain"):
         validate(cfg)
 
 

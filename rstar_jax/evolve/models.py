@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rstar_jax import models
-from rstar_jax.config import RunConfig
+from rstar_jax.config import SCRATCH_BASE, RunConfig
 from rstar_jax.data import Problem
 from rstar_jax.interfaces import Policy, ValueModel
 from rstar_jax.sampling import CompletionsPolicy, FlaxPolicy, FlaxPPMScorer, SamplingParams
@@ -69,13 +69,19 @@ def write_toy_base(
     return sorted(p for p in out_dir.iterdir() if p.is_file()), metrics
 
 
+def _given_base(cfg: RunConfig) -> str:
+    """`model.base` when it names an HF directory ('' for the toy's committed or from-scratch base)."""
+    return "" if cfg.model.base == SCRATCH_BASE else cfg.model.base
+
+
 def bootstrap_identity(cfg: RunConfig) -> dict[str, Any]:
     """What round 1's policy is, for the trees stage's inputs."""
     m = cfg.model
     if m.endpoint:
         return {"endpoint": m.endpoint, "model": m.endpoint_model, "temperature": cfg.search.temperature}
-    if m.bootstrap or m.base:
-        return {"checkpoint": str(Path(m.bootstrap or m.base).resolve()), "temperature": cfg.search.temperature}
+    if m.bootstrap or _given_base(cfg):
+        checkpoint = Path(m.bootstrap or _given_base(cfg)).resolve()
+        return {"checkpoint": str(checkpoint), "temperature": cfg.search.temperature}
     return {"toy_teacher": {k: getattr(cfg.teacher, k) for k in cfg.teacher.__slots__}}
 
 
@@ -84,8 +90,8 @@ def bootstrap_policy(cfg: RunConfig, train: Sequence[Problem], cache: ModelCache
     m = cfg.model
     if m.endpoint:
         return CompletionsPolicy(m.endpoint, m.endpoint_model, temperature=cfg.search.temperature)
-    if m.bootstrap or m.base:
-        return cache.policy(Path(m.bootstrap or m.base), cfg.search.temperature)
+    if m.bootstrap or _given_base(cfg):
+        return cache.policy(Path(m.bootstrap or _given_base(cfg)), cfg.search.temperature)
     from rstar_jax.toy.teacher import ToyTeacher
 
     t = cfg.teacher

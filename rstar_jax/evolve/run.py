@@ -2,7 +2,8 @@
 
     summaries = run_rounds(cfg, run_dir, train, test, problems_digest)
 
-The base model is a stage of its own (`<workdir>/base/`): on the toy domain a BPE tokenizer trained on the
+The base model: on the toy domain the committed toy base (`rstar_jax/toy/base`, checked against the sha256 of its
+manifest), or with `model.base=scratch` a stage of its own (`<workdir>/base/`): a BPE tokenizer trained on the
 training split and a from-scratch tiny decoder; on real data `model.base` (an HF directory, fingerprinted by
 its file names, sizes and modification times rather than hashed: checkpoints are tens of GB). Each round writes
 its report to `round_<r>/report/`; the cumulative report (`<workdir>/report/`) covers every round of the
@@ -17,7 +18,7 @@ from typing import Any
 
 from absl import logging
 
-from rstar_jax.config import RunConfig, to_dict
+from rstar_jax.config import SCRATCH_BASE, RunConfig, to_dict
 from rstar_jax.data import Problem
 from rstar_jax.evolve import report
 from rstar_jax.evolve.models import ModelCache, write_toy_base
@@ -34,7 +35,12 @@ def _base(
     cfg: RunConfig, run_dir: RunDir, splits: tuple[list[Problem], list[Problem]], stages: Stages, digest_in: str
 ) -> tuple[Path, str]:
     """The base model's HF directory and fingerprint (module docstring)."""
-    if cfg.model.base:
+    if not cfg.model.base and not cfg.data.train_file:
+        from rstar_jax.toy.base_build import check_base
+        from rstar_jax.toy.base_corpus import BASE_DIR
+
+        return BASE_DIR, digest({"counts": {"toy_base": check_base(BASE_DIR)["sha256"]}})
+    if cfg.model.base != SCRATCH_BASE:
         base = Path(cfg.model.base).expanduser().resolve()
         if not (base / "config.json").is_file():
             raise FileNotFoundError(f"config.model.base = {cfg.model.base!r}: no config.json in {base}")
