@@ -1,23 +1,38 @@
-"""The whole self-evolution loop on configs/micro.py, as subprocesses: an uninterrupted run, and a run killed with
-SIGKILL at a random moment of every stage and rerun with the same command each time.
+"""The whole self-evolution loop on configs/micro.py (all four rounds), as subprocesses: an uninterrupted run, and a
+run killed with SIGKILL at a random moment of every stage (and once more during round 4's second search of the
+unsolved problems) and rerun with the same command each time.
 
 Checks: both complete; the killed run's manifests record the same counts and the same output files (checksums) as
 the uninterrupted one; a manifest, once written, is never rewritten by a later rerun (no finished stage is redone);
-the reports exist; a changed config for a finished stage is refused naming the key.
+the reports exist; a changed config for a finished stage is refused naming the key. On the uninterrupted run
+(shared by the tests of this module, started once and run alongside the killed one): rounds 3-4 search with the
+previous round's PPM and rounds 1-2 without; round 4 searches exactly its unsolved training problems again, with new
+seeds; `evolve.sft_replay` keeps every earlier problem in each round's SFT data.
 """
 
 import json
 import os
 import pathlib
 import random
+import runpy
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
+
+from rstar_jax.evolve.stages import digest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-ROUNDS = 2
+MICRO = runpy.run_path(str(ROOT / "configs" / "micro.py"))["get_config"]()
+ROUNDS = MICRO.last_round  # 4: PPM-augmented trees from round 3, round 4 searches its unsolved problems again
 STAGES = ["base"] + [f"round_{r}/{s}" for r in range(1, ROUNDS + 1) for s in ("trees", "data", "sft", "ppm", "eval")]
+# where to kill: a random moment (up to 2 s) after each stage has started, and a moment (up to 0.5 s: it is short)
+# after round 4's second search, of the problems its first search left unsolved, has begun (its log line)
+SECOND_SEARCH = "unsolved problems searched again"
+KILL_POINTS = [(f"{s}/started.json", 2.0) for s in STAGES]
+KILL_POINTS.insert(STAGES.index(f"round_{ROUNDS}/trees") + 1, ("log:" + SECOND_SEARCH, 0.5))
 
 
 def _cmd(workdir, *extra):
@@ -45,33 +60,76 @@ def _manifests(workdir):
     return out
 
 
-def _kill_during(workdir, stage, rng, log):
-    """Starts the run, waits until `stage` has started (or the run ended), kills it after a random delay."""
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _solved(record):
+    """A correct answer leaf in a data-generation tree (as rounds._solved)."""
+    return any(n["terminal_kind"] == "answer" and n["value"] > 0 for n in record["rstar"].values())
+
+
+def _log_count(workdir, text):
+    path = workdir / "logs" / "evolve.log"
+    return path.read_text(errors="replace").count(text) if path.exists() else 0
+
+
+def _kill_after(workdir, trigger, max_delay, rng, log):
+    """Starts the run, waits until `trigger` (a file, or `log:<text>`: a new log line with text) appears or the run
+    ends, kills it after a random delay."""
+    if trigger.startswith("log:"):
+        text = trigger.removeprefix("log:")
+        before = _log_count(workdir, text)
+
+        def ready():
+            return _log_count(workdir, text) > before
+    else:
+        ready = (workdir / trigger).exists
     proc = _start(workdir, log)
-    started = workdir / stage / "started.json"
     deadline = time.monotonic() + 240
-    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 2.0))
+    time.sleep(rng.uniform(0.0, max_delay))
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 
-def test_kill9_every_stage_then_resume_matches_uninterrupted_run(tmp_path):
-    ref_dir, run_dir = tmp_path / "ref", tmp_path / "killed"
-    with open(tmp_path / "ref.log", "w") as ref_log:
-        ref = _start(ref_dir, ref_log)
-        rng = random.Random(0)
-        seen: dict[str, int] = {}
-        with open(tmp_path / "killed.log", "w") as log:
-            for stage in STAGES:
-                _kill_during(run_dir, stage, rng, log)
-                for name, (mtime, _) in _manifests(run_dir).items():
-                    assert seen.setdefault(name, mtime) == mtime, f"finished stage {name} was redone"
-            final = subprocess.run(_cmd(run_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=600)
-        assert final.returncode == 0, (tmp_path / "killed.log").read_text()[-3000:]
-        assert ref.wait(timeout=600) == 0, (tmp_path / "ref.log").read_text()[-3000:]
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run, started at once; calling the fixture's value waits for it and returns its workdir."""
+    root = tmp_path_factory.mktemp("evolve_ref")
+    workdir, log_path = root / "ref", root / "ref.log"
+    with open(log_path, "w") as log:
+        proc = _start(workdir, log)
+        rc = []
+
+        def finished():
+            if not rc:
+                rc.append(proc.wait(timeout=900))
+            assert rc[0] == 0, log_path.read_text()[-3000:]
+            return workdir
+
+        try:
+            yield finished
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_kill9_every_stage_then_resume_matches_uninterrupted_run(tmp_path, reference):
+    run_dir = tmp_path / "killed"
+    rng = random.Random(0)
+    seen: dict[str, int] = {}
+    with open(tmp_path / "killed.log", "w") as log:
+        for trigger, max_delay in KILL_POINTS:
+            _kill_after(run_dir, trigger, max_delay, rng, log)
+            for name, (mtime, _) in _manifests(run_dir).items():
+                assert seen.setdefault(name, mtime) == mtime, f"finished stage {name} was redone"
+        final = subprocess.run(_cmd(run_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=600)
+    assert final.returncode == 0, (tmp_path / "killed.log").read_text()[-3000:]
+    ref_dir = reference()
     ref_m, run_m = _manifests(ref_dir), _manifests(run_dir)
     assert set(ref_m) == set(run_m) == set(STAGES)
     for stage in STAGES:
@@ -79,20 +137,70 @@ def test_kill9_every_stage_then_resume_matches_uninterrupted_run(tmp_path):
         ref_out, run_out = ref_m[stage][1]["outputs"], run_m[stage][1]["outputs"]
         assert run_out["counts"] == ref_out["counts"], stage
         assert run_out["files"] == ref_out["files"], f"{stage}: outputs differ from the uninterrupted run"
+    assert set(run_m[f"round_{ROUNDS}/trees"][1]["outputs"]["files"]) == {"trees.jsonl", "trees_unsolved.jsonl"}
     for wd in (ref_dir, run_dir):
         assert (wd / "report" / "report.md").exists() and (wd / "report" / "report_system.png").exists()
-        assert (wd / f"round_{ROUNDS}" / "report" / f"round_{ROUNDS}.json").exists()
-    # sft_replay (on in micro): round 2's SFT data holds every problem of round 1's, solved again or replayed
-    sft = [json.loads((ref_dir / f"round_{r}" / "data" / "sft.json").read_text()) for r in (1, 2)]
-    replayed = json.loads((ref_dir / "round_2" / "data" / "stats.json").read_text())["replayed"]
-    new_part, old_part = sft[1][: len(sft[1]) - replayed], sft[1][len(sft[1]) - replayed :]
-    assert all(x in sft[0] for x in old_part)
-    assert not {x["id"] for x in old_part} & {x["id"] for x in new_part}
-    assert {x["id"] for x in sft[0]} <= {x["id"] for x in sft[1]}
-    assert (run_dir / "round_1" / "trees" / "trees.jsonl").read_bytes() == (
-        ref_dir / "round_1" / "trees" / "trees.jsonl"
-    ).read_bytes()
+        for r in range(1, ROUNDS + 1):
+            assert (wd / f"round_{r}" / "report" / f"round_{r}.json").exists(), (wd, r)
 
+
+def test_ppm_augmented_trees_from_round_3(reference):
+    ref_dir = reference()
+    ppm_from = MICRO.evolve.ppm_from_round
+    assert ppm_from < ROUNDS == 4 and MICRO.evolve.unsolved_rollouts > 0
+    for r in range(1, ROUNDS + 1):
+        trees_dir = ref_dir / f"round_{r}" / "trees"
+        inputs = json.loads((trees_dir / "manifest.json").read_text())["inputs"]
+        records = _records(trees_dir / "trees.jsonl")
+        # a new non-terminal child's prior is its PPM score (q0) in PPM-augmented mode, every prior 0 in terminal mode
+        priors = [n["prior"] for x in records for n in x["rstar"].values()]
+        if r < ppm_from:
+            assert inputs["mode"] == "terminal" and "ppm" not in inputs, r
+            assert {x["mode"] for x in records} == {"terminal"}, r
+            assert not any(priors), r
+        else:
+            previous_ppm = json.loads((ref_dir / f"round_{r - 1}" / "ppm" / "manifest.json").read_text())["outputs"]
+            assert inputs["mode"] == "ppm_augmented" and inputs["ppm"] == digest(previous_ppm), r
+            assert {x["mode"] for x in records} == {"ppm_augmented"}, r
+            assert any(priors), f"round {r}: no PPM score reached the tree"
+
+
+def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(reference):
+    ref_dir = reference()
+    trees_dir = ref_dir / f"round_{ROUNDS}" / "trees"
+    train = [x["id"] for x in _records(ref_dir / "problems" / "train.jsonl")]
+    first, again = _records(trees_dir / "trees.jsonl"), _records(trees_dir / "trees_unsolved.jsonl")
+    assert [x["id"] for x in first] == train
+    solved = {x["id"] for x in first if _solved(x)}
+    unsolved = [i for i in train if i not in solved]
+    assert unsolved, "micro's round-4 policy solved every training problem: the second search is not exercised"
+    assert [x["id"] for x in again] == unsolved
+    first_seed = {x["id"]: x["seed"] for x in first}
+    assert all(x["seed"] != first_seed[x["id"]] for x in again)
+    inputs = json.loads((trees_dir / "manifest.json").read_text())["inputs"]
+    assert {x["rollouts"] for x in again} == {inputs["unsolved_rollouts"]} and inputs["unsolved_rollouts"] > 0
+    outputs = json.loads((trees_dir / "manifest.json").read_text())["outputs"]
+    solved_in_round = solved | {x["id"] for x in again if _solved(x)}
+    assert outputs["counts"] == {"trees": len(first) + len(again), "solved": len(solved_in_round)}
+    for r in range(1, ROUNDS):
+        files = json.loads((ref_dir / f"round_{r}" / "trees" / "manifest.json").read_text())["outputs"]["files"]
+        assert set(files) == {"trees.jsonl"}, r
+
+
+def test_sft_replay_keeps_every_earlier_problem(reference):
+    """sft_replay (on in micro): round r's SFT data holds every problem of round r-1's, solved again or replayed."""
+    ref_dir = reference()
+    sft = {r: json.loads((ref_dir / f"round_{r}" / "data" / "sft.json").read_text()) for r in range(1, ROUNDS + 1)}
+    for r in range(2, ROUNDS + 1):
+        replayed = json.loads((ref_dir / f"round_{r}" / "data" / "stats.json").read_text())["replayed"]
+        new_part, old_part = sft[r][: len(sft[r]) - replayed], sft[r][len(sft[r]) - replayed :]
+        assert all(x in sft[r - 1] for x in old_part), r
+        assert not {x["id"] for x in old_part} & {x["id"] for x in new_part}, r
+        assert {x["id"] for x in sft[r - 1]} <= {x["id"] for x in sft[r]}, r
+
+
+def test_changed_config_is_refused_naming_the_key(reference):
+    ref_dir = reference()
     changed = subprocess.run(
         _cmd(ref_dir, "--config.sft.learning_rate=0.01"), cwd=ROOT, capture_output=True, text=True, timeout=300
     )

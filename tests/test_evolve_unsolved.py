@@ -37,6 +37,21 @@ class StubModels:
         return self.ppm_
 
 
+@dataclasses.dataclass
+class CachedPPM:
+    """A hash PPM with `clear_cache`, as `FlaxPPMScorer` (whose values depend on its prefix cache's state)."""
+
+    inner: HashPPM
+    policy_calls: list
+    cleared: list = dataclasses.field(default_factory=list)
+
+    def score(self, texts):
+        return self.inner.score(texts)
+
+    def clear_cache(self):
+        self.cleared.append(len(self.policy_calls))
+
+
 def _finish(stages, stage_dir, name):
     """A finished stage with one placeholder file (what round 4's trees stage reads of round 3)."""
 
@@ -62,7 +77,8 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_
     _finish(stages, run_dir.round(R - 1).sft, f"round_{R - 1}/sft")
     _finish(stages, run_dir.round(R - 1).ppm, f"round_{R - 1}/ppm")
     policy = ScriptedToyPolicy(train, mistake_rate=0.3)
-    models = StubModels(policy, HashPPM())
+    ppm = CachedPPM(HashPPM(), policy.calls)
+    models = StubModels(policy, ppm)
     searches = []
 
     def recording_search(problems, out_path, **kwargs):
@@ -108,6 +124,8 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_
     # the second search was handed exactly the unsolved problems, and the policy saw only their questions
     assert [c["ids"] for c in searches] == [[p.id for p in train], unsolved]
     assert searches[0]["run_seed"] != searches[1]["run_seed"]
+    # each search starts with an empty PPM prefix cache: its trees do not depend on what the process ran before
+    assert [c["calls"] for c in searches] == ppm.cleared
     asked = {policy._problem(prompt).id for call in policy.calls[searches[1]["calls"] :] for prompt in call}
     assert asked == set(unsolved)
 

@@ -67,6 +67,15 @@ def _solved(record: dict[str, Any]) -> bool:
     return any(n.get("terminal_kind") == "answer" and n.get("value", 0.0) > 0 for n in record["rstar"].values())
 
 
+def _cold(*models: Any) -> None:
+    """Empties the prefix caches of `ModelCache`'s models (kept across stages) before a search, so its trees do not
+    depend on what ran earlier in the process: cached prefixes change the padded shapes and with them the rounding
+    of the PPM's values, and a resumed stage must write the same trees as an uninterrupted run."""
+    for model in models:
+        if hasattr(model, "clear_cache"):
+            model.clear_cache()
+
+
 def _coverage(ctx: RoundContext, solved: set[str]) -> dict[str, dict[str, int]]:
     return evaluation.band_counts(ctx.train, [p.id in solved for p in ctx.train])
 
@@ -112,6 +121,7 @@ def _trees(ctx: RoundContext, r: int) -> dict[str, Any]:
         path = rd.trees / "trees.jsonl"
         search_cfg = dataclasses.replace(cfg.search, rollouts=rollouts)
         seed = derive_seed("round", cfg.seed, r)
+        _cold(policy, ppm)
         run_search(ctx.train, path, cfg=search_cfg, run_seed=seed, progress=cfg.progress_bars, **common)
         records = list(read_records(path))
         files = [path]
@@ -121,6 +131,7 @@ def _trees(ctx: RoundContext, r: int) -> dict[str, Any]:
             logging.info("round %d: %d unsolved problems searched again", r, len(unsolved))
             extra_cfg = dataclasses.replace(cfg.search, rollouts=inputs["unsolved_rollouts"])
             extra_seed = derive_seed("round-unsolved", cfg.seed, r)
+            _cold(policy, ppm)
             run_search(unsolved, extra, cfg=extra_cfg, run_seed=extra_seed, progress=cfg.progress_bars, **common)
             records += list(read_records(extra))
             files.append(extra)
