@@ -24,7 +24,7 @@ from rstar_jax.sampling import kv_pool
 from rstar_jax.search import ProjectGrader
 from rstar_jax.testing import FakeExecutor
 from rstar_jax.toy.splits import ToySpec, generate_toy_splits
-from rstar_jax.toy.tiny_model import tiny_model_config, write_tiny_model
+from rstar_jax.toy.tiny_model import setup_model_config, write_tiny_model
 from rstar_jax.toy.tokenizer import train_toy_tokenizer
 
 PROBLEMS = 4
@@ -42,15 +42,7 @@ def tiny_models(tmp_path_factory):
     splits = generate_toy_splits(ToySpec(train_per_band=20, test_per_band=2, seed=cfg.toy.seed))
     m = cfg.model
     tokenizer = train_toy_tokenizer(splits["train"], vocab_size=m.tiny_vocab)
-    config = tiny_model_config(
-        -(-len(tokenizer) // 64) * 64,
-        hidden=m.tiny_hidden,
-        layers=m.tiny_layers,
-        heads=m.tiny_heads,
-        kv_heads=m.tiny_kv_heads,
-        intermediate=m.tiny_intermediate,
-        max_positions=m.tiny_max_positions,
-    )
+    config = setup_model_config(m, tokenizer)
     root = tmp_path_factory.mktemp("tiny_models")
     policy = write_tiny_model(root / "policy", tokenizer, config, seed=cfg.seed)
     save_ppm(PPM.from_policy(policy, nnx.Rngs(1)), root / "ppm", tokenizer=tokenizer)

@@ -32,21 +32,12 @@ def write_toy_base(
     """Trains the toy BPE tokenizer on `train` and saves it with a tiny decoder, from scratch or reading-pretrained
     (module docstring; the pretraining checkpoints in `work_dir` make a killed run resume). Returns the files and
     the pretraining's final metrics (empty without it)."""
-    from rstar_jax.toy.tiny_model import init_tiny_policy, tiny_model_config, write_tiny_model
+    from rstar_jax.toy.tiny_model import init_tiny_policy, setup_model_config, write_tiny_model
     from rstar_jax.toy.tokenizer import train_toy_tokenizer
 
     m = cfg.model
     tokenizer = train_toy_tokenizer(train, vocab_size=m.tiny_vocab)
-    vocab = -(-len(tokenizer) // 64) * 64  # rows rounded up to a multiple of 64
-    config = tiny_model_config(
-        vocab,
-        hidden=m.tiny_hidden,
-        layers=m.tiny_layers,
-        heads=m.tiny_heads,
-        kv_heads=m.tiny_kv_heads,
-        intermediate=m.tiny_intermediate,
-        max_positions=m.tiny_max_positions,
-    )
+    config = setup_model_config(m, tokenizer)
     model = init_tiny_policy(config, cfg.seed)
     metrics: dict[str, float] = {}
     if m.tiny_read_per_band:

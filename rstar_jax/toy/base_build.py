@@ -158,7 +158,7 @@ def _export(out: Path, model: Any, tokenizer: Any, config: Any, cfg: RunConfig, 
 
 def build_base(cfg: RunConfig, *, progress: bool | None = None) -> dict[str, Any]:
     """Runs (or resumes) the build of the module docstring; returns the exported manifest."""
-    from rstar_jax.toy.tiny_model import init_tiny_policy, tiny_model_config
+    from rstar_jax.toy.tiny_model import init_tiny_policy, setup_model_config
     from rstar_jax.toy.tokenizer import train_toy_tokenizer
     from rstar_jax.train import sft_loss
     from rstar_jax.train import train as train_loop
@@ -172,16 +172,7 @@ def build_base(cfg: RunConfig, *, progress: bool | None = None) -> dict[str, Any
     per_band = min(tb.tokenizer_per_band, tb.corpus_per_band)
     tok_problems = [p for i, p in enumerate(corpus) if i % tb.corpus_per_band < per_band]
     tokenizer = train_toy_tokenizer(tok_problems, vocab_size=m.tiny_vocab)
-    vocab = -(-len(tokenizer) // 64) * 64
-    config = tiny_model_config(
-        vocab,
-        hidden=m.tiny_hidden,
-        layers=m.tiny_layers,
-        heads=m.tiny_heads,
-        kv_heads=m.tiny_kv_heads,
-        intermediate=m.tiny_intermediate,
-        max_positions=m.tiny_max_positions,
-    )
+    config = setup_model_config(m, tokenizer)
     examples = _examples(corpus, tokenizer, cfg.pretrain.max_length)
     held_examples = _examples(held, tokenizer, cfg.pretrain.max_length) if held else None
     logging.info("toy base: %d corpus and %d held-out problems, vocab %d", len(corpus), len(held), len(tokenizer))

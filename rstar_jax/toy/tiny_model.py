@@ -21,7 +21,7 @@ from typing import Any
 
 from rstar_jax.models import Decoder, ModelConfig, init_model, save_decoder
 
-__all__ = ["TINY_DEFAULTS", "init_tiny_policy", "tiny_model_config", "write_tiny_model"]
+__all__ = ["TINY_DEFAULTS", "init_tiny_policy", "setup_model_config", "tiny_model_config", "write_tiny_model"]
 
 TINY_DEFAULTS: dict[str, int] = {
     "hidden": 128,
@@ -86,6 +86,20 @@ def tiny_model_config(
         param_dtype=param_dtype,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
+    )
+
+
+def setup_model_config(setup: Any, tokenizer: Any) -> ModelConfig:
+    """`tiny_model_config` of a `config.ModelSetup`'s `tiny_*` shape, with the embedding rows of `tokenizer`
+    rounded up to a multiple of 64."""
+    return tiny_model_config(
+        -(-len(tokenizer) // 64) * 64,
+        hidden=setup.tiny_hidden,
+        layers=setup.tiny_layers,
+        heads=setup.tiny_heads,
+        kv_heads=setup.tiny_kv_heads,
+        intermediate=setup.tiny_intermediate,
+        max_positions=setup.tiny_max_positions,
     )
 
 
