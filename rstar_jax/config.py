@@ -383,7 +383,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"from-scratch tiny base; it needs config.model.base = {SCRATCH_BASE!r} and no config.data.train_file "
             "(or use 0)"
         )
-    if cfg.model.base == SCRATCH_BASE and cfg.data.train_file:
+    if cfg.run_rounds and cfg.model.base == SCRATCH_BASE and cfg.data.train_file:
         raise ConfigError(
             f"config.model.base = {SCRATCH_BASE!r} makes a toy decoder, which only knows the toy domain; "
             f"config.data.train_file = {cfg.data.train_file!r} needs an HF base directory"
