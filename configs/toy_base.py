@@ -10,11 +10,13 @@ The build resumes from `workdir/toy_base/train/checkpoints`, so it can run in pi
 step takes about 0.3-0.5 s.
 """
 
+import dataclasses
+
+from configs import tiny
 from rstar_jax.config import (
     Decay,
     DType,
     ExecutionConfig,
-    ModelSetup,
     RunConfig,
     SearchConfig,
     ToyBaseConfig,
@@ -27,17 +29,7 @@ def get_config() -> RunConfig:
         seed=0,
         workdir="workdir/toy_base",
         run_rounds=False,
-        model=ModelSetup(
-            tiny_vocab=768,
-            tiny_hidden=128,
-            tiny_layers=4,
-            tiny_heads=4,
-            tiny_kv_heads=2,
-            tiny_intermediate=384,
-            tiny_max_positions=768,
-            pool_slots=65536,
-            max_rows=256,
-        ),
+        model=dataclasses.replace(tiny.get_config().model, base=""),  # the shape tiny.py fine-tunes
         toy_base=ToyBaseConfig(corpus_seed=0, corpus_per_band=20000, held_out_per_band=40, tokenizer_per_band=2000),
         pretrain=TrainConfig(
             steps=40000,

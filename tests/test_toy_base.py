@@ -27,15 +27,7 @@ def _micro_base_config(tmp_path: Path, steps: int = 3):
         progress_bars=False,
         compile_cache="",
         model=dataclasses.replace(
-            cfg.model,
-            tiny_vocab=384,
-            tiny_hidden=32,
-            tiny_layers=1,
-            tiny_heads=2,
-            tiny_kv_heads=1,
-            tiny_intermediate=64,
-            max_rows=32,
-            pool_slots=4096,
+            importlib.import_module("configs.micro").get_config().model, base="", tiny_read_per_band=0
         ),
         toy_base=ToyBaseConfig(
             corpus_per_band=12, held_out_per_band=1, tokenizer_per_band=12, out=str(tmp_path / "base")
