@@ -79,14 +79,11 @@ def _split(cfg: RunConfig) -> tuple[list[Problem], list[Problem]]:
 
 
 def _examples(problems: Sequence[Problem], tokenizer: Any, max_length: int) -> Any:
-    from rstar_jax.train.batches import Examples, pad_right
+    from rstar_jax.train.batches import document_examples
 
-    eos = int(tokenizer.eos_token_id)
     texts = [base_corpus.corpus_document(p) for p in problems]
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    seqs = [[*x, eos][:max_length] for x in ids]
-    tokens, mask = pad_right(seqs, max_length)
-    return Examples({"tokens": tokens, "mask": mask, "loss_mask": mask.copy()}, tuple(p.id for p in problems))
+    token_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]  # one batched (Rust) call
+    return document_examples(token_ids, [p.id for p in problems], int(tokenizer.eos_token_id), max_length)
 
 
 def greedy_accuracy(cfg: RunConfig, model: Any, tokenizer: Any, problems: Sequence[Problem]) -> dict[str, float]:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from rstar_jax.data import Problem, normalize_question
 from rstar_jax.toy.generator import BANDS, generate_problems
-from rstar_jax.train.batches import Examples, pad_right
+from rstar_jax.train.batches import Examples, document_examples
 
 __all__ = ["READ_SPLIT", "reading_document", "reading_examples", "reading_problems"]
 
@@ -56,6 +56,5 @@ def reading_examples(
 ) -> Examples:
     """Language-model examples of the reading documents: tokens, mask, loss_mask `[N, T]` (every token after
     the first, and the EOS, is predicted). A document longer than `max_length` keeps its head."""
-    seqs = [[*encode(reading_document(problem)), eos_id][:max_length] for problem in problems]
-    tokens, mask = pad_right(seqs, max_length)
-    return Examples({"tokens": tokens, "mask": mask, "loss_mask": mask.copy()}, tuple(p.id for p in problems))
+    token_ids = [encode(reading_document(problem)) for problem in problems]
+    return document_examples(token_ids, [p.id for p in problems], eos_id, max_length)

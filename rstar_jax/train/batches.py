@@ -23,7 +23,16 @@ import numpy as np
 
 from rstar_jax.search.steps import build_prompt
 
-__all__ = ["Encoder", "Examples", "pad_right", "pair_examples", "sft_examples", "trim_padding", "value_examples"]
+__all__ = [
+    "Encoder",
+    "Examples",
+    "document_examples",
+    "pad_right",
+    "pair_examples",
+    "sft_examples",
+    "trim_padding",
+    "value_examples",
+]
 
 Encoder = Callable[[str], list[int]]
 
@@ -131,6 +140,13 @@ def pad_right(seqs: Sequence[list[int]], length: int, dtype: Any = np.int32) -> 
         tokens[i, : len(s)] = s
         mask[i, : len(s)] = True
     return tokens, mask
+
+
+def document_examples(token_ids: Sequence[Sequence[int]], ids: Sequence[str], eos_id: int, max_length: int) -> Examples:
+    """Language-model examples of whole documents (pretraining): tokens, mask, loss_mask `[N, T]`; every token
+    after the first, and the appended EOS, is predicted; a document longer than `max_length` keeps its head."""
+    tokens, mask = pad_right([[*x, eos_id][:max_length] for x in token_ids], max_length)
+    return Examples({"tokens": tokens, "mask": mask, "loss_mask": mask.copy()}, tuple(ids))
 
 
 def sft_examples(records: Sequence[dict[str, Any]], encode: Encoder, eos_id: int, max_length: int) -> Examples:
