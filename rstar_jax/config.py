@@ -267,6 +267,11 @@ class EvolveConfig:
     eval_problems: int = _field(0, "held-out problems evaluated per round; 0 = all", ge=0)
     eval_temperature: float = _field(0.8, "sampling temperature of the evaluation's sampled trajectories", ge=0.0)
     fixed_policy_eval: bool = _field(True, "also evaluate each PPM with the round-1 policy fixed (paper Table 4)")
+    full_eval_rounds: tuple[int, ...] = _field(
+        (1, 2, 3, 4),
+        "rounds evaluated with every method (majority vote, best-of-N, MCTS + PPM, and with fixed_policy_eval the "
+        "round-1 policy under the round's PPM, Table 4); the other rounds run greedy only (Table 3)",
+    )
     force: bool = _field(False, "rerun finished stages whose inputs changed instead of refusing")
 
 
@@ -377,6 +382,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config.last_round = {cfg.last_round} is before config.first_round = {cfg.first_round}")
     if len(set(cfg.toy.bands)) != len(cfg.toy.bands) or not cfg.toy.bands:
         raise ConfigError(f"config.toy.bands = {cfg.toy.bands!r}: must be non-empty without repeats")
+    if any(r < 1 for r in cfg.evolve.full_eval_rounds):
+        raise ConfigError(f"config.evolve.full_eval_rounds = {cfg.evolve.full_eval_rounds!r}: rounds start at 1")
     if cfg.model.tiny_read_per_band and (cfg.model.base != SCRATCH_BASE or cfg.data.train_file):
         raise ConfigError(
             f"config.model.tiny_read_per_band = {cfg.model.tiny_read_per_band}: reading pretraining makes the toy's "

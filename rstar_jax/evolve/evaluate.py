@@ -9,7 +9,10 @@ Methods (none reads the ground truth; it is used only to grade the final answers
   highest;
 - `mcts_ppm`: test-mode MCTS with `evolve.eval_samples` rollouts (so as many sampled trajectories as the votes),
   the highest-valued answer leaf (paper Table 6 for the round's policy and PPM);
-- `ppm_fixed_policy`: the same MCTS with the round-1 policy (paper Table 4), when given.
+- `ppm_fixed_policy`: the same MCTS with the round-1 policy (paper Table 4), when given. In round 1 the fixed
+  policy is the round's own (`EvalModels.fixed_is_own`): Table 4's row is `mcts_ppm`'s, searched once.
+
+`full=False` (a round outside `evolve.full_eval_rounds`) runs greedy only.
 
 Each method's predictions go to `<out_dir>/<method>.json` (`[{id, answer, correct, band}]`) as soon as it
 finishes; a rerun after a kill reuses the finished methods. Counts are per band (`problem.extra["band"]`, or
@@ -51,6 +54,7 @@ class EvalModels:
     search_policy: Callable[[], Policy]
     ppm: Callable[[], ValueModel]
     fixed_search_policy: Callable[[], Policy] | None = None
+    fixed_is_own: bool = False
 
 
 def band_counts(problems: Sequence[Problem], correct: Sequence[bool]) -> Counts:
@@ -82,6 +86,7 @@ class _Evaluator:
         self.seed = derive_seed("evaluate", cfg.seed)
 
     def _save(self, method: str, answers: Sequence[str | None]) -> list[bool]:
+        """Grades `answers` [P] against the problems and writes `<out_dir>/<method>.json`; returns correct [P]."""
         correct = [is_correct(self.grader, a, p.answer) for p, a in zip(self.problems, answers, strict=True)]
         rows = [
             {"id": p.id, "answer": a, "correct": ok, "band": p.extra.get("band")}
@@ -144,6 +149,12 @@ class _Evaluator:
         best = {r["id"]: r["best_answer"] for r in read_records(path)}
         return self._save(method, [best.get(p.id) for p in self.problems])
 
+    def alias(self, method: str, name: str) -> list[bool]:
+        """Saves `method`'s finished predictions under a second `name` (the same search, another table)."""
+        rows = json.loads((self.out_dir / f"{method}.json").read_text(encoding="utf-8"))
+        write_json(self.out_dir / f"{name}.json", rows)
+        return [bool(r["correct"]) for r in rows]
+
 
 def evaluate(
     problems: Sequence[Problem],
@@ -153,20 +164,24 @@ def evaluate(
     executor: Runner,
     grader: Grader,
     out_dir: str | Path,
+    full: bool = True,
 ) -> dict[str, Counts]:
-    """Runs (or reuses) every method on `problems`; returns `{method: band counts}` (module docstring)."""
+    """Runs (or reuses) the round's methods on `problems`; returns `{method: band counts}` (module docstring)."""
     ev = _Evaluator(problems, models, cfg, executor, grader, out_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     correct: dict[str, list[bool]] = {}
     correct["greedy"] = ev._load("greedy") or ev.greedy()
-    majority, best = ev._load("majority_vote"), ev._load("best_of_n")
-    if majority is None or best is None:
-        majority, best = ev.votes()
-    correct["majority_vote"], correct["best_of_n"] = majority, best
-    correct["mcts_ppm"] = ev._load("mcts_ppm") or ev.mcts("mcts_ppm", models.search_policy())
-    if models.fixed_search_policy is not None:
-        fixed = ev._load("ppm_fixed_policy") or ev.mcts("ppm_fixed_policy", models.fixed_search_policy())
-        correct["ppm_fixed_policy"] = fixed
+    if full:
+        majority, best = ev._load("majority_vote"), ev._load("best_of_n")
+        if majority is None or best is None:
+            majority, best = ev.votes()
+        correct["majority_vote"], correct["best_of_n"] = majority, best
+        correct["mcts_ppm"] = ev._load("mcts_ppm") or ev.mcts("mcts_ppm", models.search_policy())
+        if models.fixed_is_own:
+            correct["ppm_fixed_policy"] = ev.alias("mcts_ppm", "ppm_fixed_policy")
+        elif models.fixed_search_policy is not None:
+            fixed = ev._load("ppm_fixed_policy") or ev.mcts("ppm_fixed_policy", models.fixed_search_policy())
+            correct["ppm_fixed_policy"] = fixed
     return {m: band_counts(ev.problems, c) for m, c in correct.items()}
 
 

@@ -213,13 +213,15 @@ def _evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any
     cfg, rd = ctx.cfg, ctx.run_dir.round(r)
     eval_dir = rd.eval
     problems = ctx.test[: cfg.evolve.eval_problems or None]
-    fixed = cfg.evolve.fixed_policy_eval
+    full = r in cfg.evolve.full_eval_rounds
+    fixed, own = full and cfg.evolve.fixed_policy_eval and r > 1, full and cfg.evolve.fixed_policy_eval and r == 1
     round1_sft = ctx.run_dir.round(1).sft
     inputs = {
         "policy": digest(sft),
         "ppm": digest(ppm),
         "problems": [p.id for p in problems],
-        "evolve": {k: getattr(cfg.evolve, k) for k in ("eval_samples", "eval_temperature", "fixed_policy_eval")},
+        "evolve": {k: getattr(cfg.evolve, k) for k in ("eval_samples", "eval_temperature", "fixed_policy_eval")}
+        | {"full": full},
         "search": to_dict(cfg.search),
         "fixed_policy": digest(ctx.stages.finished(round1_sft) or {}) if fixed else None,
     }
@@ -233,10 +235,12 @@ def _evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any
             search_policy=lambda: m.policy(policy_dir, cfg.search.temperature),
             ppm=lambda: m.ppm(ppm_dir),
             fixed_search_policy=(lambda: m.policy(round1_sft / "policy", cfg.search.temperature)) if fixed else None,
+            fixed_is_own=own,
         )
         counts = evaluation.evaluate(
-            problems, models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader, out_dir=eval_dir
-        )
+            problems, models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader, out_dir=eval_dir,
+            full=full,
+        )  # fmt: skip
         files = sorted(p for p in eval_dir.glob("*.json") if p.stem in evaluation.METHODS)
         return {"files": files, "counts": {"problems": len(problems)}, "metrics": counts}
 
