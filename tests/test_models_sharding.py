@@ -117,14 +117,48 @@ def test_kv_cache_shardings_follow_the_rules_table(model, mesh):
     assert len(placed.k.sharding.device_set) == 8
 
 
-def test_logical_to_spec_drops_axes_that_do_not_divide(mesh):
+def test_logical_to_spec_maps_names_through_the_rules_table(mesh):
     assert logical_to_spec(("act_batch", "act_length", "act_vocab")) == P(("data", "fsdp"), None, "tensor")
-    assert logical_to_spec(("act_batch", "act_vocab"), (6, 7), mesh) == P("data", None)
-    assert logical_to_spec(("kv_heads", "embed"), (1, 32), mesh) == P(None, "fsdp")
+    assert logical_to_spec(("act_batch", "act_vocab"), (4, 6), mesh) == P(("data", "fsdp"), "tensor")
+    assert logical_to_spec(("embed", "act_batch"), (4, 4), mesh) == P("fsdp", "data")  # a mesh axis shards once
     with pytest.raises(KeyError, match="'heads' is not in sharding.LOGICAL_AXIS_RULES"):
         logical_to_spec(("heads",))
     with pytest.raises(ValueError, match="rank 1"):
         logical_to_spec(("embed", "vocab"), (4,), mesh)
+
+
+def test_a_dimension_its_mesh_axis_does_not_divide_is_an_error_not_replication(mesh):
+    with pytest.raises(
+        ValueError, match=r"dimension 0 \('kv_heads', 1\) is not divisible by mesh axis 'tensor' of size 2"
+    ):
+        logical_to_spec(("kv_heads", "embed"), (1, 32), mesh)
+    with pytest.raises(ValueError, match=r"\('act_batch', 6\).*mesh axis \('data', 'fsdp'\) of size 4"):
+        logical_to_spec(("act_batch", "act_vocab"), (6, 8), mesh)
+    # the caller's explicit choice: that logical axis is replicated
+    assert logical_to_spec(("kv_heads", "embed"), (1, 32), mesh, rules={"kv_heads": None}) == P(None, "fsdp")
+
+
+def test_state_shardings_names_the_parameter_its_shape_and_the_mesh_axis():
+    mesh = make_mesh(MeshConfig(data=1, fsdp=1, tensor=8))
+    state = {
+        "attn": {
+            "wq": nnx.Param(jnp.zeros((32, 4, 8)), out_sharding=("embed", "q_heads", "head_dim"), eager_sharding=False)
+        }
+    }
+    with pytest.raises(ValueError) as err:
+        state_shardings(state, mesh)
+    message = str(err.value)
+    assert "parameter ['attn']['wq'] of shape (32, 4, 8)" in message
+    assert "('q_heads', 4) is not divisible by mesh axis 'tensor' of size 8" in message
+
+
+def test_a_tiny_model_on_a_wide_tensor_axis_refuses_unless_heads_are_replicated_explicitly(model):
+    mesh = make_mesh(MeshConfig(data=1, fsdp=1, tensor=8))  # 4 query / 2 KV heads, vocab 96, mlp 48
+    with pytest.raises(ValueError, match=r"parameter \['trunk'\].* is not divisible by mesh axis 'tensor' of size 8"):
+        state_shardings(nnx.state(model), mesh)
+    specs = state_shardings(nnx.state(model), mesh, rules={"q_heads": None, "kv_heads": None})
+    assert specs["trunk"]["layers"]["wq"].spec == P(None, "fsdp", None, None)
+    assert specs["trunk"]["layers"]["w_up"].spec == P(None, "fsdp", "tensor")
 
 
 def test_mesh_config_resolves_and_rejects_shapes():

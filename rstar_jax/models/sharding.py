@@ -5,15 +5,16 @@ Every parameter, activation and KV-cache axis of the model family carries a logi
 activations are pinned with `constrain(x, names)`, which is a no-op unless a mesh is set with
 `jax.set_mesh(mesh)` around the jitted call.
 
-A mesh axis that does not divide the dimension it would shard is dropped for that array (the dimension is
-replicated instead), so tiny test models and odd head counts still shard cleanly.
+A mesh axis that does not divide the dimension it would shard is an error naming the array, its shape and
+the axis: a mis-sized mesh never quietly replicates the weights. A caller whose dimension legitimately does not
+divide (a tiny test model on a wide mesh) passes `rules` that map that logical axis to None.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -84,27 +85,39 @@ def make_mesh(config: MeshConfig, devices: Sequence[Any] | None = None) -> Mesh:
     return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 
-def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None = None, mesh: Any = None) -> PartitionSpec:
-    """PartitionSpec for logical `names`; with `shape` and `mesh`, mesh axes that do not divide are dropped."""
+def logical_to_spec(
+    names: Sequence[str | None],
+    shape: Sequence[int] | None = None,
+    mesh: Any = None,
+    what: str = "array",
+    rules: Mapping[str, MeshAxes] | None = None,
+) -> PartitionSpec:
+    """PartitionSpec for logical `names` (`rules` overrides entries of `LOGICAL_AXIS_RULES`).
+
+    With `shape` and `mesh`, every dimension must be divisible by the mesh axes it maps to; otherwise a
+    ValueError names `what` (e.g. the parameter's path), the shape and the mesh axis. A caller whose
+    dimension legitimately does not divide says so with a rule mapping that logical axis to None.
+    """
     if shape is not None and len(shape) != len(names):
-        raise ValueError(f"logical axes {tuple(names)} do not match an array of rank {len(shape)}")
+        raise ValueError(f"{what}: logical axes {tuple(names)} do not match an array of rank {len(shape)}")
+    table = _RULES if rules is None else {**_RULES, **rules}
     spec: list[MeshAxes] = []
     used: set[str] = set()
     for i, name in enumerate(names):
-        if name is not None and name not in _RULES:
+        if name is not None and name not in table:
             raise KeyError(f"logical axis {name!r} is not in sharding.LOGICAL_AXIS_RULES")
-        target = _RULES.get(name) if name is not None else None
-        axes = (target,) if isinstance(target, str) else tuple(target or ())
-        kept: list[str] = []
-        for axis in axes:
-            if axis in used:
-                continue
-            size = 1 if mesh is None else mesh.shape[axis]
-            if shape is not None and shape[i] % (size * math.prod(mesh.shape[a] for a in kept)):
-                continue
-            kept.append(axis)
-        used.update(kept)
-        spec.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
+        target = table.get(name) if name is not None else None
+        axes = tuple(a for a in ((target,) if isinstance(target, str) else target or ()) if a not in used)
+        if shape is not None and mesh is not None and axes:
+            size = math.prod(mesh.shape[a] for a in axes)
+            if shape[i] % size:
+                raise ValueError(
+                    f"{what} of shape {tuple(shape)}: dimension {i} ({name!r}, {shape[i]}) is not divisible by "
+                    f"mesh axis {axes[0] if len(axes) == 1 else axes!r} of size {size}; resize the mesh, "
+                    f"or map {name!r} to None in the rules"
+                )
+        used.update(axes)
+        spec.append(None if not axes else axes[0] if len(axes) == 1 else axes)
     return PartitionSpec(*spec)
 
 
@@ -113,21 +126,22 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return x
-    return jax.lax.with_sharding_constraint(x, logical_to_spec(names, x.shape, mesh))
+    return jax.lax.with_sharding_constraint(x, logical_to_spec(names, x.shape, mesh, f"activation {tuple(names)}"))
 
 
 def named_sharding(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, logical_to_spec(names, shape, mesh))
 
 
-def state_shardings(state: Any, mesh: Mesh) -> Any:
+def state_shardings(state: Any, mesh: Mesh, rules: Mapping[str, MeshAxes] | None = None) -> Any:
     """NamedShardings for an `nnx.State` (or any tree of `nnx.Variable`s) from their logical `out_sharding`."""
 
-    def one(var: Any) -> Any:
+    def one(path: Any, var: Any) -> Any:
         names = var.get_metadata().get("out_sharding") or (None,) * len(var.shape)
-        return named_sharding(names, var.shape, mesh)
+        what = f"parameter {jax.tree_util.keystr(path)}"
+        return NamedSharding(mesh, logical_to_spec(names, var.shape, mesh, what, rules))
 
-    return jax.tree.map(one, state, is_leaf=lambda v: isinstance(v, nnx.Variable))
+    return jax.tree.map_with_path(one, state, is_leaf=lambda v: isinstance(v, nnx.Variable))
 
 
 def shard_state(state: Any, mesh: Mesh) -> Any:
