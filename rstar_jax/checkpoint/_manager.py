@@ -8,10 +8,9 @@ Built on the orbax v0 `ocp.CheckpointManager`, the API orbax 0.12 documents as s
 under `orbax.checkpoint.experimental.v1` in 0.12.8. Everything orbax-specific stays in this package.
 
 Guarantees (see tests/test_checkpoint*.py):
-  * atomic: orbax writes `<step>.orbax-checkpoint-tmp*` and renames it when committed; a step counts only if its
-    directory holds orbax's `commit_success.txt`. A writable `Checkpointer` deletes leftover tmp directories
-    (orbax, in the background, finished before its first save) and renames step directories without the marker
-    to `<step>.uncommitted-<ns>`.
+  * atomic: orbax writes `<step>.orbax-checkpoint-tmp*` and renames it to `<step>` when finalized, and lists only
+    finalized steps, so a killed save is never a step. A writable `Checkpointer` has orbax delete leftover tmp
+    directories (in the background, finished before its first save).
   * async: `save` returns once arrays are copied to host; the write runs in a background thread. `wait()`,
     the next `save` and `close()` (also on leaving the `with` block) block until it is done and re-raise its error.
   * any mesh: a restore target is a pytree of `jax.ShapeDtypeStruct(shape, dtype, sharding=...)`; the arrays come
@@ -54,7 +53,6 @@ __all__ = ["Checkpointer"]
 log = logging.getLogger("rstar_jax.checkpoint")
 
 FORMAT = "rstar_jax.checkpoint/1"
-COMMIT_MARKER = "commit_success.txt"
 _ARRAY_ITEMS = ("params", "opt_state")
 _JSON_ITEMS = ("config", "extra")
 
@@ -110,8 +108,7 @@ class Checkpointer:
     Args:
       directory: root directory (local path or any `etils.epath` URL such as `gs://...`).
       max_to_keep: newest committed steps to keep (at least 2, so a corrupt latest has a fallback); None keeps all.
-      save_every: `save(step)` writes only when `step % save_every == 0` or a preemption was signalled
-        (multi-host jobs), unless `force=True`.
+      save_every: `save(step)` writes only when `step % save_every == 0`, unless `force=True`.
       async_save: write in a background thread after the device-to-host copy.
       create: create `directory` if missing; with False a missing directory raises `CheckpointNotFoundError`
         (use it when resuming, so a typo'd path is not silently a fresh start).
@@ -139,9 +136,7 @@ class Checkpointer:
         policy = ocp.checkpoint_managers
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=0 if read_only else 1,
-            save_decision_policy=policy.AnySavePolicy(
-                [policy.FixedIntervalPolicy(save_every), policy.PreemptionCheckpointingPolicy()]
-            ),
+            save_decision_policy=policy.FixedIntervalPolicy(save_every),
             preservation_policy=policy.LatestN(max_to_keep),
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=not read_only,
@@ -150,12 +145,7 @@ class Checkpointer:
         )
         self._manager = ocp.CheckpointManager(self._directory, options=options, handler_registry=_registry())
         self._barriers = 0
-        self._warned: set[int] = set()
         self._closed = False
-        if not read_only:
-            for step in self._manager.all_steps():
-                if not self._is_committed(step):
-                    self._set_aside(step, "uncommitted")
 
     @property
     def directory(self) -> epath.Path:
@@ -178,28 +168,11 @@ class Checkpointer:
         """Blocks until a pending async save is committed; re-raises an error from the background write."""
         self._manager.wait_until_finished()
 
-    def reached_preemption(self, step: int) -> bool:
-        """True once JAX's preemption sync point is reached (multi-host jobs after `jax.distributed.initialize`)."""
-        return self._manager.reached_preemption(step)
-
     def steps(self) -> list[int]:
-        """Committed steps, ascending; waits for a pending save first (and re-raises its error).
-
-        Tmp directories and step directories without orbax's commit marker are skipped.
-        """
+        """Committed (orbax: finalized) steps, ascending; waits for a pending save first (and re-raises its error)."""
         if not self._read_only:
             self.wait()
-        committed = []
-        for step in self._manager.all_steps():
-            if self._is_committed(step):
-                committed.append(step)
-            elif step not in self._warned:
-                self._warned.add(step)
-                log.warning("ignoring %s: no %s, the save did not finish", self._directory / str(step), COMMIT_MARKER)
-        return sorted(committed)
-
-    def _is_committed(self, step: int) -> bool:
-        return (self._directory / str(step) / COMMIT_MARKER).exists()
+        return sorted(self._manager.all_steps())
 
     def latest_step(self) -> int | None:
         """Newest committed step, or None when there is none."""
@@ -381,20 +354,20 @@ class Checkpointer:
                 log.warning(
                     "!!! FELL BACK FROM UNREADABLE STEP %d TO STEP %d IN %s", bad_step, restored.step, self._directory
                 )
-                self._set_aside(bad_step, "corrupt")
+                self._set_aside(bad_step)
             return restored
         listing = "; ".join(f"step {s}: {type(e).__name__}: {str(e)[:300]}" for s, e in failures)
         raise CheckpointCorruptError(f"could not restore from {self._directory}: {listing}") from failures[-1][1]
 
-    def _set_aside(self, step: int, why: str) -> None:
-        """Renames step directory `step` to `<step>.<why>-<ns>`: kept for inspection, invisible to orbax, so it
-        neither shadows older steps nor blocks later saves. Read-only checkpointers leave it in place."""
+    def _set_aside(self, step: int) -> None:
+        """Renames corrupt step directory `step` to `<step>.corrupt-<ns>`: kept for inspection, invisible to orbax,
+        so it neither shadows older steps nor blocks later saves. Read-only checkpointers leave it in place."""
         if self._read_only:
             return
         if jax.process_index() == 0:
-            target = self._directory / f"{step}.{why}-{time.time_ns()}"
+            target = self._directory / f"{step}.corrupt-{time.time_ns()}"
             (self._directory / str(step)).rename(target)
-            log.warning("moved %s step directory %s to %s", why, self._directory / str(step), target.name)
+            log.warning("moved corrupt step directory %s to %s", self._directory / str(step), target.name)
         self._barriers += 1
         ocp.multihost.sync_global_processes(f"rstar_jax_ckpt_set_aside_{step}_{self._barriers}")
         self._manager.reload()
