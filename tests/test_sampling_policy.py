@@ -116,11 +116,11 @@ def text_policy(tmp_path_factory):
 
 def test_generate_steps_with_stop_strings_shares_the_prompt_prefill(text_policy):
     policy, tok = text_policy, text_policy.tokenizer
-    assert isinstance(policy, Policy)
     prompts = ["let's think step by step", "x = 12 * 7\nprint(x)<end_of_step>"]
     stops = ["e", " t"]
     before = policy.cache.stats.prefilled_tokens
-    steps = policy.generate(prompts, n=6, stop=stops, max_tokens=40, seed=[3, 4])
+    as_policy: Policy = policy  # called by the Protocol's parameter names, as the search calls it
+    steps = as_policy.generate(prompts=prompts, n=6, stop=stops, max_tokens=40, seed=[3, 4])
     assert policy.cache.stats.prefilled_tokens - before == sum(len(tok(p)["input_ids"]) for p in prompts)
     assert [len(s) for s in steps] == [6, 6]
     finishes = {s.finish for row in steps for s in row}

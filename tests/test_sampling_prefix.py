@@ -89,12 +89,21 @@ def _direct_values(ppm, seqs):
     return np.asarray(ppm(jnp.asarray(tokens), jnp.asarray(positions), jnp.asarray(mask)))
 
 
+class _TextIds(IdTokenizer):
+    """Texts of space-separated ids (`"7 30 41"`), so the scorer can be called with texts as the search does."""
+
+    def __call__(self, texts: list[str]) -> dict[str, list[list[int]]]:
+        return {"input_ids": [[int(t) for t in text.split()] for text in texts]}
+
+
 def test_ppm_scores_match_the_full_forward_with_and_without_cached_prefixes(ppm):
-    scorer = FlaxPPMScorer(ppm, IdTokenizer(), pool_slots=1024)
-    assert isinstance(scorer, ValueModel)
+    scorer = FlaxPPMScorer(ppm, _TextIds(), pool_slots=1024)
     prefix = [7, 30, 41, 12, 9, 66, 5]
     first = [prefix, prefix + [11, 12], [50, 51]]
-    np.testing.assert_allclose(scorer.score_ids(first), _direct_values(ppm, first), atol=1e-5)
+    value_model: ValueModel = scorer  # the search's only entry point: score(texts) -> float32 [B]
+    values = value_model.score(texts=[" ".join(map(str, ids)) for ids in first])
+    assert values.dtype == np.float32 and values.shape == (3,)
+    np.testing.assert_allclose(values, _direct_values(ppm, first), atol=1e-5)
     children = [prefix + [11, 12] + step for step in ([3], [4, 4, 4], [90, 1, 2, 3, 4])] + [[50, 51, 52]]
     hits = scorer.cache.stats.hit_tokens
     values = scorer.score_ids(children)
