@@ -1,41 +1,39 @@
-"""Tree-search speed: jitted select + backup vs a plain-Python tree, and the driver's own overhead per expansion.
+"""Tree-search speed: the search's jitted kernels vs the plain-Python oracle, and the driver's own overhead.
 
-    python -m benchmarks.bench_search [--trees 1024] [--rollouts 64] [--children 8] [--repeats 5] [--skip-driver]
-        [--xla-threads] [--async-dispatch]
+    python -m benchmarks.bench_search [--trees 1024] [--rollouts 16] [--depth 8] [--children 8] [--repeats 5]
+        [--skip-driver] [--xla-threads] [--async-dispatch]
     python benchmarks/bench_search.py
 
-Part 1 runs the same synthetic workload with the jitted kernels (all trees in one call per operation) and with
-two plain-Python object trees (one tree at a time, float64): the Python oracle of the search tests
-(tests/test_search_oracle.py: its `Node`, `OracleSearch.select`, `Node.update_recursive`) and leaner nodes
-written for speed. Every rollout descends each tree from the root by UCT (reference rules: unvisited children
-score 0, exhausted subtrees are pruned) to an unexpanded node, expands it into K children with random local
-values (some terminal), and backs up one random terminal value to the root. Child values are multiples of 1/8,
-so all sides reach identical trees (visit counts of every node checked). Timed: select and backup (expansion
-apart), compile excluded; the jitted side twice: a descend call and a backup call per rollout, and the backup
-of a rollout fused with the next descent (one call per rollout, as a search loop calls them). Each repeat runs
-all sides one after the other so that they share the machine's load (the short jitted runs `JIT_RUNS` times);
-printed: medians and minima over runs in microseconds per rollout (all trees), speed-ups of the medians, the
-load average and the CPU share.
+Part 1 runs one synthetic workload twice: with the kernels as the search calls them (`TreeKernels.build`: per
+depth step one jitted `step` or `select` call for all trees, its next nodes and leaf flags fetched to the host)
+and with the Python oracle of the search tests (tests/test_search_oracle.py: its `Node`, `OracleSearch.select`,
+`Node.update` / `update_recursive`; one tree at a time, float64). A rollout follows the driver
+(`BatchSearch.run`): select one level from the root; then, for `depth` depth steps, every tree whose current
+node is a leaf expands it into K children with random local values (some terminal) and backs up one random
+value from it, and every tree selects one level down (reference rules: unvisited children score 0, exhausted
+subtrees are pruned). Values are multiples of 1/8, so both sides grow identical trees (the visit counts of every
+node are checked). Timed: whole rollouts (select, expand, backup), compile excluded. Each repeat runs both sides
+one after the other so that they share the machine's load (the short jitted side `JIT_RUNS` times); printed:
+medians and minima in microseconds per rollout (all trees), the speed-up of the medians, and the CPU share.
 
 Part 2 runs the lock-step driver (`BatchSearch`) with instant stubs (random policy, fake executor, hash PPM) and
 reports the driver's wall time minus the time inside the policy, executor, grader and PPM, per expansion.
 
 XLA:CPU setup of this process: the CPU client is created while the process may use one core only, then the
-affinity is restored, so its intra-op pool has one thread and the ~10 small ops of a level run inline instead of
+affinity is restored, so its intra-op pool has one thread and the few small ops of a call run inline instead of
 being handed between threads (`--xla-threads` keeps the default pool); dispatch is synchronous
-(`jax_cpu_enable_async_dispatch=False`, a call runs on the calling thread; `--async-dispatch` keeps the
-default); kernels are compiled with `kernels.JIT_OPTIONS` (512-bit vectors, ~10%); inputs are staged on device
-once. Measured on the 2-core machine shared with other jobs (load average ~5), fused select + backup vs the
-oracle: one thread + sync 150x, one thread + async 95x, default pool + sync 51x, JAX defaults 38x. Part 2 runs
-in the same process, with `TreeKernels.build` as a search does.
+(`jax_cpu_enable_async_dispatch=False`; `--async-dispatch` keeps the default).
+
+Measured with the defaults on the 2-core machine shared with a training job (load average ~3.3): 68x over the
+oracle (jitted 3.9 ms, oracle 268 ms per rollout of 1024 trees). The packed `[B, N, 4]` / `[B, N, 5]` tables that
+the named `[B, N]` fields replaced (issue 16) ran the same workload at 101x; before that change this benchmark
+timed a whole-descent kernel that the search never called (83x there).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
-import math
 import os
 import statistics
 import sys
@@ -45,14 +43,12 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rstar_jax.config import SearchConfig, UnvisitedRule  # noqa: E402
 from rstar_jax.data import Problem  # noqa: E402
-from rstar_jax.search import SearchMode, TreeKernels, backup, descend, expand, init_tree  # noqa: E402
-from rstar_jax.search.driver import BatchSearch  # noqa: E402
-from rstar_jax.search.kernels import JIT_OPTIONS  # noqa: E402
+from rstar_jax.search import BatchSearch, SearchMode, TerminalKind, TreeKernels, init_tree  # noqa: E402
+from rstar_jax.search.kernels import Expansion  # noqa: E402
 from rstar_jax.testing import BoxGrader, FakeExecutor, HashPPM, RandomStepPolicy  # noqa: E402
 
 C_PUCT = 2.0
@@ -71,171 +67,66 @@ def setup_cpu_client(threads: bool, async_dispatch: bool) -> None:
         os.sched_setaffinity(0, cores)
 
 
-def _workload(trees: int, rollouts: int, k: int, seed: int = 0):
-    """Per rollout and tree: K child values, K terminal flags, one backed-up value (all multiples of 1/8)."""
+def _workload(trees: int, rollouts: int, depth: int, k: int, seed: int = 0):
+    """Per rollout, depth step and tree: K child values, K terminal flags, one backed-up value (multiples of 1/8)."""
     rng = np.random.default_rng(seed)
-    values = (rng.integers(-8, 9, size=(rollouts, trees, k)) / 8).astype(np.float32)
-    terminal = rng.random((rollouts, trees, k)) < 0.25
-    leaf_value = (rng.integers(-8, 9, size=(rollouts, trees)) / 8).astype(np.float32)
+    values = (rng.integers(-8, 9, size=(rollouts, depth, trees, k)) / 8).astype(np.float32)
+    terminal = rng.random((rollouts, depth, trees, k)) < 0.25
+    leaf_value = (rng.integers(-8, 9, size=(rollouts, depth, trees)) / 8).astype(np.float32)
     return values, terminal, leaf_value
 
 
-class _Node:
-    __slots__ = ("children", "n", "parent", "terminal", "w")
-
-    def __init__(self, parent, n=0, w=0.0, terminal=False):
-        self.parent, self.n, self.w, self.terminal, self.children = parent, n, w, terminal, []
-
-
-def _py_select(node):
-    """One tree: descend by UCT to an unexpanded node (None when pruned)."""
-    while True:
-        if not node.children and not node.terminal:
-            return node
-        best, best_score = None, -math.inf
-        for child in node.children:
-            if child.terminal:
-                continue
-            if child.n == 0 or node.n == 0:
-                score = child.w / child.n if child.n else 0.0
-            else:
-                score = child.w / child.n + C_PUCT * math.sqrt(math.log(node.n) / child.n)
-            if score > best_score:
-                best, best_score = child, score
-        if best is None:
-            node.terminal = True
-            return None
-        node = best
-
-
-def _py_backup(node, value):
-    while node is not None:
-        node.n += 1
-        node.w += value
-        node = node.parent
-
-
-def _run_oracle(values, terminal, leaf_value) -> tuple[float, float, list[int]]:
-    """The workload with the Python oracle's own code (tests/test_search_oracle.py: `Node`, `OracleSearch.select`
-    one level at a time, `Node.update_recursive`). Returns (select s, backup s, visit counts in creation order)."""
+def _run_oracle(values, terminal, leaf_value) -> tuple[float, list[list[int]]]:
+    """The workload with the Python oracle's own code. Returns (seconds, visit counts in creation order)."""
     from tests.test_search_oracle import Node, OracleSearch
 
-    rollouts, trees, k = values.shape
+    rollouts, depth, trees, k = values.shape
     oracle = OracleSearch.__new__(OracleSearch)  # only `select` is used: it reads `cfg` alone
     oracle.cfg = SearchConfig(c_puct=C_PUCT, unvisited=UnvisitedRule.ZERO)
-    t_sel = t_back = 0.0
+    values, terminal, leaf_value = values.tolist(), terminal.tolist(), leaf_value.tolist()
     roots = [Node("0", None, 0) for _ in range(trees)]
     created = [[root] for root in roots]
+    start = time.perf_counter()
     for r in range(rollouts):
         for b, root in enumerate(roots):
-            t0 = time.perf_counter()
-            node, nxt = None, root
-            while nxt is not None and nxt is not node:
-                node, nxt = nxt, oracle.select(nxt)
-            t1 = time.perf_counter()
-            t_sel += t1 - t0
-            if nxt is None:
-                continue
-            for j in range(k):
-                child = Node(f"{node.tag}.{j + 1}", node, node.depth + 1)
-                child.update(float(values[r, b, j]))
-                child.terminal = bool(terminal[r, b, j])
-                node.children.append(child)
-            created[b].extend(node.children)
-            t2 = time.perf_counter()
-            node.update_recursive(float(leaf_value[r, b]))
-            t_back += time.perf_counter() - t2
-    return t_sel, t_back, [[n.visits for n in nodes] for nodes in created]
+            current = oracle.select(root)
+            for d in range(depth):
+                if current is None:
+                    break
+                if not current.children:
+                    for j in range(k):
+                        child = Node(f"{current.tag}.{j + 1}", current, current.depth + 1)
+                        child.update(values[r][d][b][j])
+                        child.terminal = terminal[r][d][b][j]
+                        current.children.append(child)
+                    created[b].extend(current.children)
+                    current.update_recursive(leaf_value[r][d][b])
+                current = oracle.select(current)
+    return time.perf_counter() - start, [[n.visits for n in nodes] for nodes in created]
 
 
-def _run_lean(values, terminal, leaf_value) -> tuple[float, float, list[list[int]]]:
-    """The workload on lean Python nodes. Returns (select s, backup s, visit counts in creation order)."""
-    rollouts, trees, k = values.shape
-    p_sel = p_back = 0.0
-    roots = [_Node(None) for _ in range(trees)]
-    created = [[root] for root in roots]
+def _run_jitted(kernels: TreeKernels, values, terminal, leaf_value, rollouts: int):
+    """The workload through the search's jitted kernels, `rollouts` of them. Returns (tree, seconds)."""
+    _, depth, trees, k = values.shape
+    kind = np.where(terminal, np.int8(TerminalKind.ANSWER), np.int8(TerminalKind.NONE))
+    update, root = np.ones((trees, k), bool), np.zeros(trees, np.int32)
+    tree = jax.block_until_ready(init_tree(trees, 1 + k * values.shape[0] * depth, k))
+    start = time.perf_counter()
     for r in range(rollouts):
-        for b, root in enumerate(roots):
-            t0 = time.perf_counter()
-            leaf = _py_select(root)
-            t1 = time.perf_counter()
-            p_sel += t1 - t0
-            if leaf is None:
-                continue
-            for j in range(k):
-                leaf.children.append(_Node(leaf, 1, float(values[r, b, j]), bool(terminal[r, b, j])))
-            created[b].extend(leaf.children)
-            t2 = time.perf_counter()
-            _py_backup(leaf, float(leaf_value[r, b]))
-            p_back += time.perf_counter() - t2
-    return p_sel, p_back, [[n.n for n in nodes] for nodes in created]
-
-
-@functools.cache
-def _jitted_kernels(rollouts: int):
-    """(descend, expand, backup, backup then descend from the root in one call), jitted with the tree donated."""
-    select = functools.partial(descend, c_puct=C_PUCT, unvisited=UnvisitedRule.ZERO, max_levels=rollouts + 1)
-
-    def backup_select(tree, node, total, count, first, root):
-        return select(backup(tree, node, total, count, first), root)
-
-    fns = (select, expand, backup, backup_select)
-    return tuple(jax.jit(f, donate_argnums=0, compiler_options=JIT_OPTIONS) for f in fns)
-
-
-def _run_jitted(values, terminal, leaf_value, fused: bool, timed: bool = True):
-    """The workload through the jitted kernels (tree donated, inputs staged on device once). With `fused`, the
-    backup of a rollout and the descent of the next run as one call. Returns (tree, select + backup s, expand s);
-    with `timed=False` two rollouts only (compilation)."""
-    rollouts, trees, k = values.shape
-    select, exp, back, back_select = _jitted_kernels(rollouts)
-    staged = [
-        [jnp.asarray(x) for x in rollout]
-        for rollout in zip(values, terminal, terminal.astype(np.int8), leaf_value, strict=True)
-    ][: rollouts if timed else 2]
-    root, count, ones = jnp.zeros(trees, jnp.int32), jnp.full(trees, k, jnp.int32), jnp.ones((trees, k), bool)
-    one = jnp.ones(trees, jnp.int32)  # backup count: trees whose descent was pruned pass node -1 (no-op)
-    tree = jax.block_until_ready(init_tree(trees, 1 + k * rollouts, k))
-    t0 = time.perf_counter()
-    tree, leaf = select(tree, root)
-    leaf = jax.block_until_ready(leaf)
-    t_search, t_exp = time.perf_counter() - t0, 0.0
-    for r, (value, term, kind, leaf_v) in enumerate(staged):
-        t0 = time.perf_counter()
-        tree, _ = exp(tree, leaf, count, term, kind, value, ones, value)
-        tree = jax.block_until_ready(tree)
-        t1 = time.perf_counter()
-        if r + 1 == len(staged):
-            tree = jax.block_until_ready(back(tree, leaf, leaf_v, one, leaf_v))
-        elif fused:
-            tree, leaf = back_select(tree, leaf, leaf_v, one, leaf_v, root)
-            leaf = jax.block_until_ready(leaf)
-        else:
-            tree = jax.block_until_ready(back(tree, leaf, leaf_v, one, leaf_v))
-            tree, leaf = select(tree, root)
-            leaf = jax.block_until_ready(leaf)
-        t_search, t_exp = t_search + time.perf_counter() - t1, t_exp + t1 - t0
-    return tree, t_search, t_exp
-
-
-def _call_floor_us(trees: int, capacity: int, k: int) -> float:
-    """Microseconds of one jitted call that takes and returns a donated tree and does nothing else (min of 20x100)."""
-    noop = jax.jit(lambda tree, node: (tree, node + 1), donate_argnums=0)
-    state = {"tree": init_tree(trees, capacity, k)}
-    node = jnp.zeros(trees, jnp.int32)
-
-    def call():
-        state["tree"], out = noop(state["tree"], node)
-        jax.block_until_ready(out)
-
-    call()
-    best = math.inf
-    for _ in range(20):
-        t0 = time.perf_counter()
-        for _ in range(100):
-            call()
-        best = min(best, (time.perf_counter() - t0) / 100)
-    return 1e6 * best
+        tree, current, leaf = kernels.select(tree, root)
+        current, leaf = np.asarray(current), np.asarray(leaf)
+        for d in range(depth):
+            if (current < 0).all():
+                break
+            if not leaf.any():
+                tree, current, leaf = kernels.select(tree, current)
+            else:
+                node, backed = np.where(leaf, current, -1).astype(np.int32), leaf.astype(np.int32)
+                v, leaf_v = values[r, d], leaf_value[r, d]
+                expansion = Expansion(node, backed * k, kind[r, d], v, update, v, leaf_v, backed, leaf_v)
+                tree, _, current, leaf = kernels.step(tree, expansion, current)
+            current, leaf = np.asarray(current), np.asarray(leaf)
+    return tree, time.perf_counter() - start
 
 
 def _line(name: str, seconds: list[float], per: float) -> float:
@@ -244,58 +135,47 @@ def _line(name: str, seconds: list[float], per: float) -> float:
     return statistics.median(seconds)
 
 
-def bench_kernels(trees: int, rollouts: int, k: int, repeats: int) -> None:
-    values, terminal, leaf_value = _workload(trees, rollouts, k)
+def bench_kernels(trees: int, rollouts: int, depth: int, k: int, repeats: int) -> None:
+    work = _workload(trees, rollouts, depth, k)
+    cfg = SearchConfig(c_puct=C_PUCT, unvisited=UnvisitedRule.ZERO, samples_per_expansion=k)
+    kernels = TreeKernels.build(cfg)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    for fused in (False, True):
-        _run_jitted(values, terminal, leaf_value, fused, timed=False)  # compile
+    _run_jitted(kernels, *work, rollouts=2)  # compile
     compile_s = time.perf_counter() - t0
-    sep, fused, lean, oracle, share = [], [], [], [], {"jitted": [], "python": []}
+    jitted, oracle, share = [], [], {"jitted": [], "python": []}
 
     def timed(side: str, run):  # also records the CPU share of the run: CPU s / wall s, < 1 when starved
         w0, c0 = time.perf_counter(), time.process_time()
-        out = run(values, terminal, leaf_value)
+        out = run()
         share[side].append((time.process_time() - c0) / (time.perf_counter() - w0))
         return out
 
-    for _ in range(repeats):  # interleaved: all sides see the same load
+    for _ in range(repeats):  # interleaved: both sides see the same load
         gc.collect()
-        for _ in range(JIT_RUNS):  # a jitted run is short (~1% of a python run): more samples of the load
-            sep.append(_run_jitted(values, terminal, leaf_value, fused=False))
-            fused.append(timed("jitted", functools.partial(_run_jitted, fused=True)))
-        lean.append(_run_lean(values, terminal, leaf_value))
-        oracle.append(timed("python", _run_oracle))
-    tree = jax.device_get(sep[0][0])
+        for _ in range(JIT_RUNS):  # a jitted run is short: more samples of the load
+            jitted.append(timed("jitted", lambda: _run_jitted(kernels, *work, rollouts=rollouts)))
+        oracle.append(timed("python", lambda: _run_oracle(*work)))
+    tree = jax.device_get(jitted[0][0])
     visits = [row[:size].tolist() for row, size in zip(tree.visit_count, tree.next_free, strict=True)]
-    same = all(visits == run[2] for run in lean + oracle)
-    same = same and all(np.array_equal(tree.stats, run[0].stats) for run in sep + fused)
-    nodes = int(tree.next_free.sum())
-    depth = tree.depth[tree.parent >= 0]
+    same = all(visits == run[1] for run in oracle)
+    same = same and all(np.array_equal(tree.visit_count, run[0].visit_count) for run in jitted)
+    node_depth = tree.depth[tree.parent >= 0]
     per = 1e6 / rollouts
     print(
-        f"trees={trees} rollouts={rollouts} K={k} nodes={nodes} "
-        f"node depth mean {depth.mean():.2f} max {depth.max()} identical_trees={same}"
+        f"trees={trees} rollouts={rollouts} depth steps={depth} K={k} nodes={int(tree.next_free.sum())} "
+        f"node depth mean {node_depth.mean():.2f} max {node_depth.max()} identical_trees={same}"
     )
     print(
         f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}; {repeats} interleaved repeats "
-        f"({JIT_RUNS} runs of each jitted variant, 1 of each python side per repeat)"
+        f"({JIT_RUNS} jitted runs, 1 oracle run per repeat)"
     )
-    print(f"compile (excluded): {compile_s:.2f} s; select + backup of all {trees} trees:")
-    k_sep = _line("jitted, descend and backup calls", [run[1] for run in sep], per)
-    k_fused = _line("jitted, backup + next descent in one call", [run[1] for run in fused], per)
-    _line("(jitted expand, not counted)", [run[2] for run in fused], per)
-    p_med = _line("python, lean nodes", [sum(run[:2]) for run in lean], per)
-    r_med = _line("python oracle (tests/test_search_oracle.py)", [sum(run[:2]) for run in oracle], per)
-    floor = _call_floor_us(trees, 1 + k * rollouts, k)
-    print(f"  floor: a jitted call passing the donated tree through does nothing in {floor:.0f} us")
-    for name, kernel in (("separate calls", k_sep), ("fused", k_fused)):
-        print(
-            f"speed-up select+backup (medians), {name}: {r_med / kernel:.1f}x vs the python oracle, "
-            f"{p_med / kernel:.1f}x vs lean python"
-        )
+    print(f"compile (excluded): {compile_s:.2f} s; select + expand + backup of all {trees} trees:")
+    k_med = _line("jitted kernels, as the driver calls them", [run[1] for run in jitted], per)
+    r_med = _line("python oracle (tests/test_search_oracle.py)", [run[0] for run in oracle], per)
+    print(f"speed-up (medians): {r_med / k_med:.1f}x vs the python oracle")
     print(
-        f"CPU share of a run (process CPU s / wall s, median): jitted fused {statistics.median(share['jitted']):.2f}, "
+        f"CPU share of a run (process CPU s / wall s, median): jitted {statistics.median(share['jitted']):.2f}, "
         f"python oracle {statistics.median(share['python']):.2f}"
     )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -307,7 +187,7 @@ def bench_driver(problems: int, rollouts: int, n: int, repeats: int) -> None:
     kernels = TreeKernels.build(cfg)
     policy = RandomStepPolicy(weights=(4.0, 2.0, 0.5, 0.7, 0.2, 0.2))
     args = (cfg, SearchMode.TEST, policy, FakeExecutor(), BoxGrader(), HashPPM(), 0, kernels)
-    BatchSearch(batch[:problems], *args).run()  # warm-up: compiles the kernels for this shape
+    BatchSearch(batch, *args).run()  # warm-up: compiles the kernels for this shape
     runs = []
     for _ in range(repeats):
         gc.collect()
@@ -332,7 +212,8 @@ def bench_driver(problems: int, rollouts: int, n: int, repeats: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trees", type=int, default=1024)
-    parser.add_argument("--rollouts", type=int, default=64)
+    parser.add_argument("--rollouts", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=8, help="depth steps per rollout (max_depth)")
     parser.add_argument("--children", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5, help="interleaved runs per side")
     parser.add_argument("--skip-driver", action="store_true")
@@ -345,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         f"xla threads: {'default' if args.xla_threads else 'one'}, "
         f"dispatch: {'async' if args.async_dispatch else 'sync'}"
     )
-    bench_kernels(args.trees, args.rollouts, args.children, args.repeats)
+    bench_kernels(args.trees, args.rollouts, args.depth, args.children, args.repeats)
     if not args.skip_driver:
         bench_driver(problems=64, rollouts=8, n=8, repeats=args.repeats)
 

@@ -1,4 +1,5 @@
-"""The tree kernels one rule at a time: UCT scoring, ties, pruning, expand, backup, descend; one compile per shape."""
+"""The tree kernels one rule at a time: UCT scoring, ties, pruning, expansion, backup; the tree's child ranges
+against its parent links; one compile per shape over a whole search."""
 
 import functools
 
@@ -6,48 +7,66 @@ import jax
 import numpy as np
 import pytest
 
-from rstar_jax.config import UnvisitedRule
-from rstar_jax.search import TerminalKind, backup, descend, expand, init_tree, select_level
+from rstar_jax.config import SearchConfig, UnvisitedRule
+from rstar_jax.data import Problem
+from rstar_jax.search import BatchSearch, SearchMode, TerminalKind, TreeKernels, init_tree
+from rstar_jax.search.kernels import Expansion, select, step
+from rstar_jax.testing import BoxGrader, FakeExecutor, HashPPM, RandomStepPolicy
 
 K = 3
 
 
-def _expand(tree, node, values=None, update=None, terminal=None, kind=None):
-    """Expands `node` of tree 0 (batch of 1) into K children with the given local updates."""
-    values = np.zeros(K, np.float32) if values is None else np.asarray(values, np.float32)
-    update = np.zeros(K, bool) if update is None else np.asarray(update)
-    terminal = np.zeros(K, bool) if terminal is None else np.asarray(terminal)
-    kind = np.where(terminal, int(TerminalKind.ANSWER), 0).astype(np.int8) if kind is None else np.asarray(kind)
-    return expand(
-        tree,
-        np.array([node], np.int32),
-        np.array([K], np.int32),
-        terminal[None],
-        kind[None],
-        values[None],
-        update[None],
-        values[None],
+def _expansion(node, count=0, kind=None, values=None, update=None, total=0.0, backed=0, first=0.0):
+    """An `Expansion` of B trees from per-tree lists (`kind`, `values`, `update`: `[B, K]`; None: zeros)."""
+    b = len(node)
+    zeros = np.zeros((b, K))
+    return Expansion(
+        node=np.asarray(node, np.int32),
+        count=np.broadcast_to(np.asarray(count, np.int32), (b,)),
+        kind=np.asarray(zeros if kind is None else kind, np.int8),
+        prior=np.asarray(zeros if values is None else values, np.float32),
+        update=np.asarray(zeros if update is None else update, bool),
+        value=np.asarray(zeros if values is None else values, np.float32),
+        total=np.broadcast_to(np.asarray(total, np.float32), (b,)),
+        backed=np.broadcast_to(np.asarray(backed, np.int32), (b,)),
+        first=np.broadcast_to(np.asarray(first, np.float32), (b,)),
     )
 
 
+def _step(tree, expansion, current=None, rule=UnvisitedRule.ZERO):
+    current = np.full(len(expansion.node), -1, np.int32) if current is None else np.asarray(current, np.int32)
+    return step(tree, expansion, current, c_puct=2.0, unvisited=rule)
+
+
+def _expand(tree, node, values=None, update=None, terminal=None):
+    """Expands `node` of tree 0 (batch of 1) into K children with the given local updates; returns (tree, ids)."""
+    kind = None if terminal is None else [np.where(terminal, int(TerminalKind.ANSWER), 0)]
+    tree, ids, _, _ = _step(
+        tree, _expansion([node], K, kind, None if values is None else [values], None if update is None else [update])
+    )
+    return tree, ids
+
+
 def _backup(tree, node, total, count, first):
-    """Backs up `count` values summing to `total` from `node` of tree 0."""
-    arrays = (np.array([node], np.int32), np.array([total], np.float32), np.array([count], np.int32))
-    return backup(tree, *arrays, np.array([first], np.float32))
+    """Backs up `count` values summing to `total` from `node` of tree 0 (a step that creates no child)."""
+    return _step(tree, _expansion([node], total=total, backed=count, first=first))[0]
 
 
 def _select(tree, node, rule=UnvisitedRule.ZERO, c=2.0):
-    return select_level(tree, np.array([node], np.int32), c_puct=c, unvisited=rule)
+    tree, nxt, _ = select(tree, np.array([node], np.int32), c_puct=c, unvisited=rule)
+    return tree, nxt
 
 
 def test_unexpanded_node_selects_itself_and_expand_allocates_in_order():
     tree = init_tree(1, 16, K)
-    tree, nxt = _select(tree, 0)
-    assert int(nxt[0]) == 0
+    tree, nxt, leaf = select(tree, np.zeros(1, np.int32), c_puct=2.0, unvisited=UnvisitedRule.ZERO)
+    assert (int(nxt[0]), bool(leaf[0])) == (0, True)
     tree, ids = _expand(tree, 0)
     assert ids[0].tolist() == [1, 2, 3]
     assert tree.parent[0, 1:4].tolist() == [0, 0, 0] and tree.depth[0, 1:4].tolist() == [1, 1, 1]
-    assert int(tree.next_free[0]) == 4 and int(tree.num_children[0, 0]) == 3
+    assert int(tree.next_free[0]) == 4 and (int(tree.first_child[0, 0]), int(tree.num_children[0, 0])) == (1, 3)
+    tree, nxt, leaf = select(tree, np.zeros(1, np.int32), c_puct=2.0, unvisited=UnvisitedRule.ZERO)
+    assert (int(nxt[0]), bool(leaf[0])) == (1, True)  # a new child: the next leaf to expand
 
 
 def test_unvisited_children_score_zero_by_default_and_inf_classically():
@@ -86,8 +105,8 @@ def test_all_children_terminal_prunes_the_node():
 
 def test_inactive_tree_is_left_alone():
     tree = init_tree(2, 8, K)
-    tree, nxt = select_level(tree, np.array([-1, 0], np.int32), c_puct=2.0, unvisited=UnvisitedRule.ZERO)
-    assert nxt.tolist() == [-1, 0] and not bool(tree.terminal.any())
+    tree, nxt, leaf = select(tree, np.array([-1, 0], np.int32), c_puct=2.0, unvisited=UnvisitedRule.ZERO)
+    assert nxt.tolist() == [-1, 0] and leaf.tolist() == [False, True] and not bool(tree.terminal.any())
 
 
 def test_backup_climbs_to_the_root_and_keeps_the_first_value():
@@ -108,99 +127,6 @@ def test_zero_count_backup_changes_nothing():
     assert after.visit_count.tolist() == tree.visit_count.tolist()
 
 
-def test_descend_equals_repeated_select_level():
-    rng = np.random.default_rng(0)
-    tree = init_tree(4, 64, K)
-    for _ in range(6):  # grow random trees: expand the node descend reaches, with random local values
-        tree, leaf = descend(tree, np.zeros(4, np.int32), c_puct=2.0, unvisited=UnvisitedRule.ZERO, max_levels=10)
-        vals = rng.choice([-1.0, -0.5, 0.5, 1.0], size=(4, K)).astype(np.float32)
-        term = rng.random((4, K)) < 0.3
-        tree, _ = expand(
-            tree,
-            np.asarray(leaf),
-            np.full(4, K, np.int32),
-            term,
-            term.astype(np.int8),
-            vals,
-            np.ones((4, K), bool),
-            vals,
-        )
-    a, leaf_a = descend(tree, np.zeros(4, np.int32), c_puct=2.0, unvisited=UnvisitedRule.ZERO, max_levels=10)
-    b, node = tree, np.zeros(4, np.int32)
-    for _ in range(10):
-        b, nxt = select_level(b, node, c_puct=2.0, unvisited=UnvisitedRule.ZERO)
-        nxt = np.asarray(nxt)
-        if (nxt == node).all() or (nxt < 0).all():
-            node = nxt
-            break
-        node = np.where(nxt == node, node, nxt)
-    assert np.asarray(leaf_a).tolist() == node.tolist()
-    assert a.terminal.tolist() == b.terminal.tolist()
-
-
-def test_one_compile_per_shape():
-    traces = []
-
-    def counted(tree, node):
-        traces.append(1)
-        return select_level(tree, node, c_puct=2.0, unvisited=UnvisitedRule.ZERO)
-
-    jitted = jax.jit(counted)
-    tree = init_tree(3, 8, K)
-    for start in ([0, 0, 0], [0, -1, 0], [-1, -1, 0]):
-        tree, _ = jitted(tree, np.array(start, np.int32))
-    assert len(traces) == 1
-
-
-@pytest.mark.parametrize("rule", list(UnvisitedRule))
-def test_rows_are_independent(rule):
-    """The same tree in different batch rows gives the same result whatever its neighbours hold."""
-    base, _ = _expand(init_tree(1, 16, K), 0, values=[-0.25, 0.5, 0], update=[True, True, False])
-    other, _ = _expand(init_tree(1, 16, K), 0, values=[1, 1, 1], update=[True] * 3, terminal=[True] * 3)
-    both = jax.tree.map(lambda x, y: np.concatenate([np.asarray(x), np.asarray(y)]), base, other)
-    select = functools.partial(select_level, c_puct=2.0, unvisited=rule)
-    _, alone = select(base, np.array([0], np.int32))
-    _, batched = select(both, np.array([0, 0], np.int32))
-    assert int(batched[0]) == int(alone[0]) and int(batched[1]) == -1
-
-
-def _random_tree(seed=0, batch=4, grow=8):
-    """Random trees grown by descend + expand + backup, with pruned (exhausted) nodes."""
-    rng = np.random.default_rng(seed)
-    tree = init_tree(batch, 64, K)
-    for _ in range(grow):
-        tree, leaf = descend(tree, np.zeros(batch, np.int32), c_puct=2.0, unvisited=UnvisitedRule.ZERO, max_levels=10)
-        vals = rng.choice([-1.0, -0.5, 0.5, 1.0], size=(batch, K)).astype(np.float32)
-        term = rng.random((batch, K)) < 0.7
-        leaf = np.asarray(leaf)
-        tree, _ = expand(tree, leaf, np.full(batch, K, np.int32), term, term.astype(np.int8), vals, term, vals)
-        total = np.where(term, vals, 0).sum(1).astype(np.float32)
-        count = term.sum(1).astype(np.int32)
-        first = np.where(term.any(1), vals[np.arange(batch), term.argmax(1)], 0).astype(np.float32)
-        tree = backup(tree, leaf, total, count, first)
-    return tree
-
-
-def test_host_copy_views_equal_device_views():
-    tree = _random_tree()
-    host = jax.device_get(tree)
-    assert isinstance(host.stats, np.ndarray) and bool(np.asarray(tree.terminal_kind == TerminalKind.EXHAUSTED).any())
-    for name in ("parent", "depth", "visit_count", "value_sum", "value", "prior", "terminal", "terminal_kind"):
-        device, copy = np.asarray(getattr(tree, name)), getattr(host, name)
-        assert device.dtype == copy.dtype and device.shape == (4, 64), name
-        np.testing.assert_array_equal(device, copy, err_msg=name)
-    np.testing.assert_array_equal(np.asarray(tree.children), host.children)
-    np.testing.assert_array_equal(np.asarray(tree.num_children), host.num_children)
-    np.testing.assert_array_equal(np.asarray(tree.q_values()), host.q_values())
-    assert tree.children.shape == (4, 64, K) and host.visit_count.dtype == np.int32 and host.terminal.dtype == bool
-    # children are consecutive ids, their parent is the node, and parents are never unused
-    for b in range(4):
-        for s in range(int(host.next_free[b])):
-            kids = host.children[b, s][host.children[b, s] >= 0]
-            assert kids.tolist() == list(range(kids[0], kids[0] + len(kids))) if len(kids) else True
-            assert (host.parent[b, kids] == s).all() and (host.depth[b, kids] == host.depth[b, s] + 1).all()
-
-
 def test_backup_through_a_terminal_node_keeps_it_terminal():
     tree, _ = _expand(init_tree(1, 16, K), 0, values=[1, -1, -1], update=[True] * 3, terminal=[True] * 3)
     tree, _ = _select(tree, 0)  # prunes the root
@@ -211,11 +137,82 @@ def test_backup_through_a_terminal_node_keeps_it_terminal():
     assert tree.value[0, [2, 0]].tolist() == [-1.0, 0.25]
 
 
-def test_descend_one_level_equals_select_level():
+@pytest.mark.parametrize("rule", list(UnvisitedRule))
+def test_rows_are_independent(rule):
+    """The same tree in different batch rows gives the same result whatever its neighbours hold."""
+    base, _ = _expand(init_tree(1, 16, K), 0, values=[-0.25, 0.5, 0], update=[True, True, False])
+    other, _ = _expand(init_tree(1, 16, K), 0, values=[1, 1, 1], update=[True] * 3, terminal=[True] * 3)
+    both = jax.tree.map(lambda x, y: np.concatenate([np.asarray(x), np.asarray(y)]), base, other)
+    run = functools.partial(select, c_puct=2.0, unvisited=rule)
+    _, alone, _ = run(base, np.array([0], np.int32))
+    _, batched, _ = run(both, np.array([0, 0], np.int32))
+    assert int(batched[0]) == int(alone[0]) and int(batched[1]) == -1
+
+
+def _random_tree(seed=0, batch=4, grow=8):
+    """Random trees grown as the driver grows them: select down to a leaf, then a step that expands it with
+    random children (70% terminal) and backs up their values; pruned (exhausted) nodes occur."""
+    rng = np.random.default_rng(seed)
+    tree = init_tree(batch, 64, K)
+    for _ in range(grow):
+        node = np.zeros(batch, np.int32)
+        for _ in range(10):
+            tree, nxt, leaf = select(tree, node, c_puct=2.0, unvisited=UnvisitedRule.ZERO)
+            node = np.asarray(nxt)
+            if np.asarray(leaf | (nxt < 0)).all():
+                break
+        vals = rng.choice([-1.0, -0.5, 0.5, 1.0], size=(batch, K)).astype(np.float32)
+        term = rng.random((batch, K)) < 0.7
+        first = np.where(term.any(1), vals[np.arange(batch), term.argmax(1)], 0)
+        exp = _expansion(node, K, term, vals, term, np.where(term, vals, 0).sum(1), term.sum(1), first)
+        tree = _step(tree, exp)[0]
+    return tree
+
+
+def test_child_ranges_are_the_parent_links():
+    """first_child / num_children (what selection reads) and parent (what backup climbs) describe one tree."""
+    host = jax.device_get(_random_tree())
+    assert isinstance(host.visit_count, np.ndarray) and (host.terminal_kind == TerminalKind.EXHAUSTED).any()
+    for b in range(4):
+        used = int(host.next_free[b])
+        for s in range(used):
+            first, count = int(host.first_child[b, s]), int(host.num_children[b, s])
+            linked = np.flatnonzero(host.parent[b, :used] == s).tolist()
+            assert linked == (list(range(first, first + count)) if count else []), (b, s)
+            assert (host.depth[b, linked] == host.depth[b, s] + 1).all()
+        assert (host.parent[b, used:] == -1).all() and (host.visit_count[b, used:] == 0).all()
+
+
+def test_host_copy_equals_device_tree():
     tree = _random_tree(seed=1)
+    host = jax.device_get(tree)
+    for name in ("visit_count", "value_sum", "value", "prior", "parent", "depth", "first_child", "num_children"):
+        device, copy = np.asarray(getattr(tree, name)), getattr(host, name)
+        assert device.dtype == copy.dtype and device.shape == (4, 64), name
+        np.testing.assert_array_equal(device, copy, err_msg=name)
+    np.testing.assert_array_equal(np.asarray(tree.terminal), host.terminal)
+    np.testing.assert_array_equal(np.asarray(tree.q_values()), host.q_values())
+
+
+def test_step_without_expansion_or_backup_is_a_select():
+    tree = _random_tree(seed=2)
     start = np.array([0, 1, -1, 2], np.int32)
-    a, one = descend(tree, start, c_puct=2.0, unvisited=UnvisitedRule.INF, max_levels=1)
-    b, level = select_level(tree, start, c_puct=2.0, unvisited=UnvisitedRule.INF)
-    assert np.asarray(one).tolist() == np.asarray(level).tolist()
-    np.testing.assert_array_equal(np.asarray(a.stats), np.asarray(b.stats))
-    np.testing.assert_array_equal(np.asarray(a.links), np.asarray(b.links))
+    a, ids, nxt_a, leaf_a = _step(tree, _expansion([-1] * 4), start, UnvisitedRule.INF)
+    b, nxt_b, leaf_b = select(tree, start, c_puct=2.0, unvisited=UnvisitedRule.INF)
+    assert (np.asarray(ids) == -1).all()
+    assert np.asarray(nxt_a).tolist() == np.asarray(nxt_b).tolist()
+    assert np.asarray(leaf_a).tolist() == np.asarray(leaf_b).tolist()
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_whole_search_compiles_each_kernel_once():
+    """Batches with different contents and numbers of expanding trees reuse one compilation per kernel."""
+    cfg = SearchConfig(rollouts=3, samples_per_expansion=3, max_depth=3, batch_problems=4)
+    kernels = TreeKernels.build(cfg)
+    for salt in range(2):
+        problems = [Problem(f"c/{salt}/{i}", f"Q{salt}-{i}", "1") for i in range(4)]
+        BatchSearch(
+            problems, cfg, SearchMode.TEST, RandomStepPolicy(), FakeExecutor(), BoxGrader(), HashPPM(), 0, kernels
+        ).run()
+    assert (kernels.select._cache_size(), kernels.step._cache_size()) == (1, 1)

@@ -179,16 +179,3 @@ def test_project_grader_and_list_answers():
     assert grader.extract("\n<answer>So \\boxed{\\frac{1}{2}}.<end_of_answer>") == "\\frac{1}{2}"
     assert is_correct(grader, "4", "4.0") and not is_correct(grader, "5", "4")
     assert is_correct(BoxGrader(), "3", ("-3", "3")) and not is_correct(BoxGrader(), None, "3")
-
-
-def test_fused_kernel_step_equals_separate_kernel_calls():
-    problems = [Problem(f"f/{i}", f"Q{i}", "1") for i in range(5)]
-    cfg = SearchConfig(rollouts=3, samples_per_expansion=3, max_depth=3, batch_problems=5)
-    fused = TreeKernels.build(cfg)
-    records = []
-    for kernels in (fused, dataclasses.replace(fused, step=None)):  # expand, backup, select as three calls
-        search = BatchSearch(
-            problems, cfg, SearchMode.TEST, RandomStepPolicy(), FakeExecutor(), BoxGrader(), HashPPM(), 1, kernels
-        )
-        records.append(batch_records(search.run()))
-    assert records[0] == records[1]

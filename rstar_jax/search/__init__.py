@@ -4,7 +4,7 @@
     run_search(problems, "trees.jsonl", cfg=cfg.search, mode=SearchMode.TEST, policy=policy,
                executor=executor, grader=ProjectGrader(), ppm=ppm, run_seed=cfg.seed)
 
-Modules: `tree` (the `[B, N]` arrays), `kernels` (pure select / descend / expand / backup, vmapped),
+Modules: `tree` (the `[B, N]` fields), `kernels` (pure select and search step, vmapped over trees),
 `steps` (prompts, answer rule, sample filter, seeds), `nodes` (host payloads, child creation), `driver`
 (lock-step batched MCTS), `records` (reference-schema JSONL, resumable file), `run` (problem set -> file),
 `grader` (answer checking protocol), `baselines` (greedy, votes, best-of-N, beam search, paper protocol).
@@ -21,7 +21,6 @@ from rstar_jax.search.baselines import (
 )
 from rstar_jax.search.driver import BatchSearch, SearchMode, TreeKernels, node_capacity, problem_seed
 from rstar_jax.search.grader import Grader, ProjectGrader, is_correct
-from rstar_jax.search.kernels import backup, descend, expand, select_level
 from rstar_jax.search.records import TreeFile, batch_records, best_answer, read_records
 from rstar_jax.search.run import SearchSummary, run_search
 from rstar_jax.search.steps import build_prompt, derive_seed, filter_samples, is_answer_step
@@ -40,15 +39,12 @@ __all__ = [
     "Tree",
     "TreeFile",
     "TreeKernels",
-    "backup",
     "beam_search",
     "best_of_n",
     "batch_records",
     "best_answer",
     "build_prompt",
     "derive_seed",
-    "descend",
-    "expand",
     "filter_samples",
     "greedy",
     "init_tree",
@@ -60,7 +56,6 @@ __all__ = [
     "read_records",
     "run_search",
     "sample_trajectories",
-    "select_level",
     "self_consistency",
     "step_beam_search",
     "weighted_vote",

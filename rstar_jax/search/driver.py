@@ -1,10 +1,11 @@
 """The host driver: B problems searched in lock-step with the reference rollout semantics (Part B §4.4-4.6).
 
 One rollout: select one level from the root; then, for at most `max_depth` depth steps, every tree whose current
-node is unexpanded expands it (one batched policy call, one batched `run_batch` for all programs, one batched
-PPM call), values are applied (`expand` + `backup` kernels), and every active tree selects one level down from
-its current node (the three kernels in one jitted call, `TreeKernels.step`; a depth step without expansions
-only selects). Trees whose selection returns -1 are idle until the next rollout.
+node is a leaf expands it (one batched policy call, one batched `run_batch` for all programs, one batched PPM
+call), and one jitted `kernels.step` creates the children, backs up their values and selects one level down from
+every tree's current node (a depth step without expansions only selects). Trees whose selection returns -1 are
+idle until the next rollout. The device tree is the only record of structure: the host keeps the node payloads
+(`HostNode`, indexed by node id) and, per tree, the path of the rollout in progress (root -> current node).
 
 Values by mode (`SearchMode`):
 - TERMINAL (data generation, rounds 1-2): an answer child gets +1 / -1 against the ground truth, backed up to
@@ -34,6 +35,7 @@ from rstar_jax.execution import ExecResult, build_program
 from rstar_jax.interfaces import Policy, ValueModel
 from rstar_jax.search import kernels
 from rstar_jax.search.grader import Grader, is_correct
+from rstar_jax.search.kernels import Expansion
 from rstar_jax.search.nodes import HostNode, make_children, program_steps
 from rstar_jax.search.steps import build_prompt, derive_seed, filter_samples
 from rstar_jax.search.tree import TerminalKind, Tree, init_tree
@@ -71,34 +73,31 @@ def node_capacity(cfg: SearchConfig) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class TreeKernels:
-    """The jitted kernels of one search configuration (built once, reused for every batch: one compile per shape)."""
+    """The jitted kernels of one search configuration (built once, reused for every batch: one compile per shape).
 
-    select: Callable[..., Any]  # (tree, node [B]) -> (tree, next [B])
-    expand: Callable[..., Any]  # kernels.expand, jitted
-    backup: Callable[..., Any]  # kernels.backup, jitted
-    # expand, backup and select in one call: (tree, expand args, backup total / count / first, current [B]) ->
-    # (tree, ids [B, K], next [B]); None: the driver makes the three calls
-    step: Callable[..., Any] | None = None
+    Attributes:
+      select: `kernels.select`: (tree, node [B]) -> (tree, next [B], leaf [B]).
+      step: `kernels.step`: (tree, Expansion, current [B]) -> (tree, ids [B, K], next [B], leaf [B]).
+    """
+
+    select: Callable[..., Any]
+    step: Callable[..., Any]
 
     @classmethod
     def build(cls, cfg: SearchConfig) -> TreeKernels:
-        select = functools.partial(kernels.select_level, c_puct=cfg.c_puct, unvisited=cfg.unvisited)
-
-        def step(tree, node, count, terminal, kind, prior, update, value, total, n_up, first, current):
-            tree, ids = kernels.expand(tree, node, count, terminal, kind, prior, update, value)
-            tree, nxt = select(kernels.backup(tree, node, total, n_up, first), current)
-            return tree, ids, nxt
-
-        jit = functools.partial(jax.jit, donate_argnums=0, compiler_options=kernels.JIT_OPTIONS)
-        return cls(select=jit(select), expand=jit(kernels.expand), backup=jit(kernels.backup), step=jit(step))
+        rules = dict(c_puct=cfg.c_puct, unvisited=cfg.unvisited)
+        jit = functools.partial(jax.jit, donate_argnums=0)
+        return cls(
+            select=jit(functools.partial(kernels.select, **rules)), step=jit(functools.partial(kernels.step, **rules))
+        )
 
 
 @dataclasses.dataclass
 class BatchSearch:
     """Searches one batch of problems (at most `cfg.batch_problems`) and keeps the trees.
 
-    After `run()`: `tree` holds the numbers (`[B, N]`), `nodes[b]` the host payload of problem b's nodes (index =
-    node id), `seeds[b]` its seed, `timings` seconds spent per component.
+    After `run()`: `tree` holds the numbers and the structure (`[B, N]`), `nodes[b]` the host payload of problem
+    b's nodes (index = node id), `seeds[b]` its seed, `timings` seconds spent per component.
     """
 
     problems: Sequence[Problem]
@@ -123,43 +122,45 @@ class BatchSearch:
         self.size = len(self.problems)
         self.capacity = node_capacity(self.cfg)
         self.tree: Tree = init_tree(self.size, self.capacity, self.cfg.samples_per_expansion)
-        self.nodes: list[list[HostNode]] = [[HostNode(tag="0", parent=-1, depth=0)] for _ in self.problems]
+        self.nodes: list[list[HostNode]] = [[HostNode()] for _ in self.problems]
+        self.paths: list[list[int]] = [[Tree.ROOT] for _ in self.problems]  # the rollout's walk, root -> current
         self.seeds = [problem_seed(self.run_seed, p.id) for p in self.problems]
         self.timings = {"policy_s": 0.0, "execute_s": 0.0, "grade_s": 0.0, "ppm_s": 0.0, "kernel_s": 0.0}
         self.expansions = 0
 
-    def _select(self, current: np.ndarray) -> np.ndarray:
+    def _walk(self, nxt: np.ndarray) -> None:
+        """Extends each tree's path by the node its selection moved to (unchanged at a leaf or -1)."""
+        for path, node in zip(self.paths, nxt.tolist(), strict=True):
+            if node >= 0 and node != path[-1]:
+                path.append(node)
+
+    def _select(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         start = time.perf_counter()
-        self.tree, nxt = self.kernels.select(self.tree, current.astype(np.int32))
-        nxt = np.asarray(jax.device_get(nxt))
+        self.tree, nxt, leaf = self.kernels.select(self.tree, current.astype(np.int32))
+        nxt, leaf = np.asarray(nxt), np.asarray(leaf)
         self.timings["kernel_s"] += time.perf_counter() - start
-        return nxt
+        self._walk(nxt)
+        return nxt, leaf
 
     def run(self) -> BatchSearch:
         """All rollouts of the batch."""
         for rollout in range(self.rollout_offset, self.rollout_offset + self.cfg.rollouts):
-            current = self._select(np.zeros(self.size, np.int32))
+            self.paths = [[Tree.ROOT] for _ in self.problems]
+            current, leaf = self._select(np.zeros(self.size, np.int32))
             for _ in range(self.cfg.max_depth):
                 if (current < 0).all():
                     break
-                expanding = [b for b in range(self.size) if current[b] >= 0 and not self._expanded(b, current[b])]
-                current = self._expand(expanding, current, rollout) if expanding else self._select(current)
+                expanding = np.flatnonzero(leaf).tolist()  # trees whose current node is a leaf
+                current, leaf = self._expand(expanding, current, rollout) if expanding else self._select(current)
         return self
 
-    def _expanded(self, b: int, node: int) -> bool:
-        return self.nodes[b][node].num_children > 0
-
-    def path_texts(self, b: int, node: int) -> list[str]:
-        """Node texts root -> `node` (root text is empty)."""
-        texts = []
-        while node >= 0:
-            texts.append(self.nodes[b][node].text)
-            node = self.nodes[b][node].parent
-        return texts[::-1]
+    def path_texts(self, b: int) -> list[str]:
+        """Node texts root -> tree b's current node (root text is empty)."""
+        return [self.nodes[b][node].text for node in self.paths[b]]
 
     def _generate(self, expanding: list[int], current: np.ndarray, rollout: int) -> list[list]:
-        prompts = [build_prompt(self.problems[b].question, self.path_texts(b, current[b])) for b in expanding]
-        seeds = [derive_seed(self.seeds[b], rollout, self.nodes[b][current[b]].depth) for b in expanding]
+        prompts = [build_prompt(self.problems[b].question, self.path_texts(b)) for b in expanding]
+        seeds = [derive_seed(self.seeds[b], rollout, len(self.paths[b]) - 1) for b in expanding]
         start = time.perf_counter()
         n = self.cfg.samples_per_expansion
         out = self.policy.generate(prompts, n, self.cfg.stop_strings, self.cfg.max_step_tokens, seeds)
@@ -174,7 +175,7 @@ class BatchSearch:
             for b, steps in zip(expanding, out, strict=True)
         ]
 
-    def _expand(self, expanding: list[int], current: np.ndarray, rollout: int) -> np.ndarray:
+    def _expand(self, expanding: list[int], current: np.ndarray, rollout: int) -> tuple[np.ndarray, np.ndarray]:
         """Expands the current nodes of `expanding`, then selects one level in every tree: the next nodes."""
         kept = self._generate(expanding, current, rollout)
         programs = [
@@ -198,10 +199,10 @@ class BatchSearch:
             ans = [next(answers) for _ in range(len(samples) - n_code)]
             new[b] = make_children(
                 self.nodes[b][node_id],
-                node_id,
                 samples,
                 res,
                 ans,
+                depth=len(self.paths[b]),
                 errors_threshold=self.cfg.errors_threshold,
                 max_depth=self.cfg.max_depth,
             )
@@ -231,8 +232,7 @@ class BatchSearch:
         if to_score:
             start = time.perf_counter()
             texts = [
-                build_prompt(self.problems[b].question, [*self.path_texts(b, current[b]), new[b][i].text])
-                for b, i in to_score
+                build_prompt(self.problems[b].question, [*self.path_texts(b), new[b][i].text]) for b, i in to_score
             ]
             scores = np.asarray(self.ppm.score(texts), dtype=np.float32)
             self.timings["ppm_s"] += time.perf_counter() - start
@@ -245,24 +245,23 @@ class BatchSearch:
                 values[b][i] = score
         return values
 
-    def _apply(self, new: dict[int, list[HostNode]], values: dict[int, list[float | None]], current) -> np.ndarray:
-        """Runs the expand, backup and select kernels, appends the host payloads; returns the next nodes."""
+    def _apply(self, new: dict[int, list[HostNode]], values: dict[int, list[float | None]], current):
+        """Runs one `kernels.step` and appends the host payloads; returns the next nodes and their leaf flags."""
         size, k = self.size, self.cfg.samples_per_expansion
         node = np.full(size, -1, np.int32)
         count = np.zeros(size, np.int32)
-        terminal = np.zeros((size, k), bool)
         kind = np.zeros((size, k), np.int8)
         prior = np.zeros((size, k), np.float32)
         update = np.zeros((size, k), bool)
         value = np.zeros((size, k), np.float32)
         total = np.zeros(size, np.float32)
-        n_up = np.zeros(size, np.int32)
+        backed = np.zeros(size, np.int32)
         first = np.zeros(size, np.float32)
         for b, children in new.items():
             node[b], count[b] = current[b], len(children)
-            backed: list[float] = []
+            up: list[float] = []
             for i, child in enumerate(children):
-                terminal[b, i], kind[b, i] = child.kind is not TerminalKind.NONE, int(child.kind)
+                kind[b, i] = int(child.kind)
                 v = values[b][i]
                 if v is None:
                     continue
@@ -273,24 +272,18 @@ class BatchSearch:
                 elif child.kind is TerminalKind.ANSWER or (is_dead and self.cfg.backup_dead_ends):
                     if self.mode is SearchMode.TEST and child.kind is TerminalKind.ANSWER:
                         prior[b, i] = v
-                    backed.append(float(np.float32(v)))
-            if backed:
-                total[b], n_up[b], first[b] = np.float32(sum(backed)), len(backed), backed[0]
+                    up.append(float(np.float32(v)))
+            if up:
+                total[b], backed[b], first[b] = np.float32(sum(up)), len(up), up[0]
+        expansion = Expansion(node, count, kind, prior, update, value, total, backed, first)
         start = time.perf_counter()
-        args = (node, count, terminal, kind, prior, update, value)
-        if self.kernels.step is not None:
-            self.tree, ids, nxt = self.kernels.step(self.tree, *args, total, n_up, first, current.astype(np.int32))
-        else:
-            self.tree, ids = self.kernels.expand(self.tree, *args)
-            self.tree = self.kernels.backup(self.tree, node, total, n_up, first)
-            self.tree, nxt = self.kernels.select(self.tree, current.astype(np.int32))
-        ids, nxt = (np.asarray(x) for x in jax.device_get((ids, nxt)))
+        self.tree, ids, nxt, leaf = self.kernels.step(self.tree, expansion, current.astype(np.int32))
+        ids, nxt, leaf = np.asarray(ids), np.asarray(nxt), np.asarray(leaf)
         self.timings["kernel_s"] += time.perf_counter() - start
         for b, children in new.items():
-            parent = self.nodes[b][current[b]]
-            parent.num_children = len(children)
             expected = list(range(len(self.nodes[b]), len(self.nodes[b]) + len(children)))
             if ids[b, : len(children)].tolist() != expected:
                 raise RuntimeError(f"rstar_jax/search/driver.py: node ids {ids[b]} out of step with host ({expected})")
             self.nodes[b].extend(children)
-        return nxt
+        self._walk(nxt)
+        return nxt, leaf

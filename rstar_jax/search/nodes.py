@@ -30,12 +30,10 @@ PYTHON_ACTION = "python_interpreter"
 
 @dataclasses.dataclass
 class HostNode:
-    """The text side of one tree node (its numbers live in `Tree` at the same node id).
+    """The host side of one tree node: what cannot live on the device (its numbers and its place in the tree
+    are in `Tree`, at the same node id).
 
     Attributes:
-      tag: reference tag ("0", "0.1", "0.1.2" ...).
-      parent: parent node id (-1 for the root).
-      depth: steps from the root.
       step: the step text as generated (stop string included); "" for the root.
       text: the node text: the step plus the `<output>` block when one is shown.
       kind: `TerminalKind` given at creation (EXHAUSTED pruning is read from the tree).
@@ -47,12 +45,8 @@ class HostNode:
       in_code: whether a code block is open after this node.
       block: the code step texts of the open block, this node's included (what the next step's program extends).
       finish: the sample's finish reason; num_tokens: its generated tokens.
-      num_children: children created so far.
     """
 
-    tag: str
-    parent: int
-    depth: int
     step: str = ""
     text: str = ""
     kind: TerminalKind = TerminalKind.NONE
@@ -65,7 +59,6 @@ class HostNode:
     block: tuple[str, ...] = ()
     finish: str = ""
     num_tokens: int = 0
-    num_children: int = 0
 
 
 def program_steps(parent: HostNode, step_text: str) -> list[str]:
@@ -80,40 +73,32 @@ def _out_of_context(step: Step) -> bool:
 
 def make_children(
     parent: HostNode,
-    parent_id: int,
     samples: Sequence[Sample],
     results: Sequence[ExecResult],
     answers: Sequence[str | None],
     *,
+    depth: int,
     errors_threshold: int,
     max_depth: int,
 ) -> list[HostNode]:
     """The children of `parent` for its filtered samples, in order.
 
     Args:
-      parent: the expanded node; parent_id: its node id.
+      parent: the expanded node.
       samples: filtered samples.
       results: one execution result per NON-answer sample, in sample order.
       answers: one extracted answer per ANSWER sample, in sample order.
+      depth: the children's depth (the parent's plus one).
       errors_threshold: consecutive errors that make a node terminal.
       max_depth: deepest allowed non-terminal depth.
     """
     if sum(not s.is_answer for s in samples) != len(results) or sum(s.is_answer for s in samples) != len(answers):
         raise ValueError("rstar_jax/search/nodes.py: make_children got mismatched results/answers for its samples")
     result_iter, answer_iter = iter(results), iter(answers)
-    depth = parent.depth + 1
     children = []
-    for k, sample in enumerate(samples, start=1):
+    for sample in samples:
         step = sample.step.text
-        node = HostNode(
-            tag=f"{parent.tag}.{k}",
-            parent=parent_id,
-            depth=depth,
-            step=step,
-            text=step,
-            finish=str(sample.step.finish),
-            num_tokens=sample.step.num_tokens,
-        )
+        node = HostNode(step=step, text=step, finish=str(sample.step.finish), num_tokens=sample.step.num_tokens)
         if sample.is_answer:
             node.answer = next(answer_iter)
             node.kind = TerminalKind.ANSWER

@@ -33,14 +33,15 @@ from rstar_jax.search.tree import TerminalKind
 __all__ = ["TreeFile", "batch_records", "best_answer", "read_records"]
 
 
-def _bfs(parents: list[int]) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for node, parent in enumerate(parents):
-        children.setdefault(parent, []).append(node)
-    order, frontier = [], [0]
-    while frontier:
-        order.extend(frontier)
-        frontier = [c for node in frontier for c in children.get(node, [])]
+def _bfs(first_child: np.ndarray, num_children: np.ndarray) -> list[tuple[int, str]]:
+    """(node id, reference tag) of one tree's nodes (fields `[N]`) in BFS order, children in creation order.
+
+    The root's tag is "0"; the k-th child (from 1) of a node tagged t is tagged "t.k".
+    """
+    order = [(0, "0")]
+    for node, tag in order:  # a queue: the loop reaches the children appended behind it
+        first = int(first_child[node])
+        order.extend((first + k, f"{tag}.{k + 1}") for k in range(int(num_children[node])))
     return order
 
 
@@ -62,7 +63,7 @@ def batch_records(search: BatchSearch) -> list[dict[str, Any]]:
     for b, problem in enumerate(search.problems):
         nodes = search.nodes[b]
         rstar: dict[str, dict[str, Any]] = {}
-        for i in _bfs([n.parent for n in nodes]):
+        for i, tag in _bfs(t.first_child[b], t.num_children[b]):
             n = nodes[i]
             state: dict[str, Any] = {
                 "text": n.text,
@@ -77,7 +78,7 @@ def batch_records(search: BatchSearch) -> list[dict[str, Any]]:
                 value=float(t.value[b, i]),
                 q_value=float(q[b, i]),
                 visit_count=int(t.visit_count[b, i]),
-                depth=n.depth,
+                depth=int(t.depth[b, i]),
                 terminal=bool(t.terminal[b, i]),
                 terminal_kind=TerminalKind(int(t.terminal_kind[b, i])).name.lower(),
                 answer=n.answer,
@@ -86,7 +87,7 @@ def batch_records(search: BatchSearch) -> list[dict[str, Any]]:
                 finish=n.finish,
                 num_tokens=n.num_tokens,
             )
-            rstar[n.tag] = state
+            rstar[tag] = state
         answer, value = best_answer(rstar)
         record: dict[str, Any] = {"id": problem.id, "question": problem.question}
         if search.mode is not SearchMode.TEST:
@@ -95,7 +96,7 @@ def batch_records(search: BatchSearch) -> list[dict[str, Any]]:
             seed=search.seeds[b],
             mode=search.mode.value,
             rollouts=search.cfg.rollouts,
-            num_nodes=len(nodes),
+            num_nodes=int(t.next_free[b]),
             best_answer=answer,
             best_value=value,
             rstar=rstar,

@@ -62,7 +62,15 @@ def _advance(states, samples_per_state, executor: Runner, grader: Grader, cfg: S
         res = [next(results) for s in samples if not s.is_answer]
         ans = [grader.extract(s.step.text) for s in samples if s.is_answer]
         out.append(
-            make_children(st.node, 0, samples, res, ans, errors_threshold=cfg.errors_threshold, max_depth=cfg.max_depth)
+            make_children(
+                st.node,
+                samples,
+                res,
+                ans,
+                depth=len(st.texts) + 1,
+                errors_threshold=cfg.errors_threshold,
+                max_depth=cfg.max_depth,
+            )
         )
     return out
 
@@ -96,7 +104,7 @@ def sample_trajectories(
       Per problem, its `num` trajectories in index order.
     """
     seeds = [problem_seed(run_seed, p.id) for p in problems]
-    alive = [_State(i, HostNode("0", -1, 0), (), j) for i in range(len(problems)) for j in range(num)]
+    alive = [_State(i, HostNode(), (), j) for i in range(len(problems)) for j in range(num)]
     done: dict[int, Trajectory] = {}
     for depth in range(cfg.max_depth):
         if not alive:
@@ -137,7 +145,7 @@ def beam_search(
       Per problem, the answers found as (trajectory, PPM score), best first (stable on ties).
     """
     seeds = [problem_seed(run_seed, p.id) for p in problems]
-    beams = [[_State(i, HostNode("0", -1, 0))] for i in range(len(problems))]
+    beams = [[_State(i, HostNode())] for i in range(len(problems))]
     found: list[list[tuple[Trajectory, float]]] = [[] for _ in problems]
     for depth in range(cfg.max_depth):
         states = [st for beam in beams for st in beam]

@@ -1,27 +1,20 @@
-"""The batched search tree as arrays (the mctx layout, jax_style_anchors.md §3), packed into two node tables.
+"""The batched search tree: one named `[B, N]` array per node field (the mctx layout, jax_style_anchors.md §3).
 
 Shape legend:
   B  trees (problems searched in lock-step)
   N  node capacity per tree (static; node 0 is the root, node ids are allocated in creation order)
   K  maximum children per node (= samples per expansion)
 
-`expand` creates all children of a node at once, so they have consecutive ids: the children of s are
-`first_child[s], first_child[s] + 1, ...` (`num_children[s]` of them), K consecutive rows of a table.
+All children of a node are created at once, so they have consecutive ids: the children of s are
+`first_child[s], ..., first_child[s] + num_children[s] - 1`, in creation order.
 
-Storage (the kernels' cost on XLA:CPU is per gathered element and per op, so what one selection level reads
-sits together, measured in benchmarks/bench_search.py):
-  stats  `[B, N, 4]` int32, one row per node, all that selection reads of a node: `CODE` = N(s) << 2 |
-         expanded << 1 | terminal (N < 2**29 the visit count; expanded: the node has children), `W` the bits of the
-         float32 value sum W(s), `FIRST` child id (-1 for none) and `COUNT` of children. The children of a
-         node are one `[K, 4]` window of consecutive rows.
-  links  `[B, N, 5]` int32, the rest: `PARENT` id, bits of the float32 `VALUE`, `DEPTH`, bits of the float32
-         `PRIOR`, `TerminalKind` code `KIND`.
-The classic per-field views (`visit_count`, `parent`, `children`, ...) are read-only properties that work on
-device arrays and on host copies (`jax.device_get(tree)`) alike.
+This is the only record of the search's structure. The host keeps what cannot live here (step texts, code,
+observations, answers) in lists indexed by node id. Statistics follow the reference's `MCTSNode`
+(rstar_reference.md Part B §4.1): `visit_count` N, `value_sum` W (Q = W / N, 0 when N = 0) and `value`, the FIRST
+value the node ever received.
 
-Only numbers live here; step texts, executor outputs and answers live host-side, indexed by node id.
-Statistics follow the reference's `MCTSNode` (rstar_reference.md Part B §4.1): `visit_count` N, `value_sum` W
-(Q = W / N, 0 when N = 0) and `value`, the FIRST value the node ever received.
+The kernels (`kernels.py`) are written for one tree (every field `[N]`) and `jax.vmap`-ed over the B trees;
+`set_nodes` is their one way of writing nodes.
 """
 
 from __future__ import annotations
@@ -29,20 +22,15 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-__all__ = ["TerminalKind", "Tree", "init_tree"]
-
-CODE, W, FIRST, COUNT = range(4)  # columns of `Tree.stats`
-PARENT, VALUE, DEPTH, PRIOR, KIND = range(5)  # columns of `Tree.links`
-TERMINAL_BIT, EXPANDED_BIT, VISIT_SHIFT = 1, 2, 2  # in a `CODE`
+__all__ = ["TerminalKind", "Tree", "init_tree", "set_nodes"]
 
 
 class TerminalKind(enum.IntEnum):
-    """Why a node is terminal (codes stored in the `KIND` column, read as int8 `Tree.terminal_kind`)."""
+    """Why a node is terminal (`Tree.terminal_kind`); NONE: it is not."""
 
     NONE = 0
     ANSWER = 1  # an answer step
@@ -51,38 +39,33 @@ class TerminalKind(enum.IntEnum):
     EXHAUSTED = 4  # every child terminal: pruned by selection
 
 
-def as_float(bits):
-    """float32 view of int32 bits (numpy or jax array)."""
-    if isinstance(bits, np.ndarray):
-        return bits.view(np.float32)
-    return jax.lax.bitcast_convert_type(bits, jnp.float32)
-
-
-def as_bits(values):
-    """int32 bits of float32 values (numpy or jax array)."""
-    if isinstance(values, np.ndarray):
-        return values.astype(np.float32).view(np.int32)
-    return jax.lax.bitcast_convert_type(jnp.asarray(values, jnp.float32), jnp.int32)
-
-
-def encode(visits, terminal, expanded):
-    """A `CODE` from N and the two flags (numpy or jax arrays)."""
-    return (visits << VISIT_SHIFT) | (expanded.astype(np.int32) * EXPANDED_BIT) | terminal.astype(np.int32)
-
-
-@struct.dataclass
+@struct.dataclass(frozen=True)
 class Tree:
-    """B search trees of static capacity N with at most K children per node (layout in the module docstring).
+    """B search trees of static capacity N with at most K children per node (legend in the module docstring).
 
     Attributes:
-      stats: `[B, N, 4]` int32 (code: N, expanded and terminal flags; bits of W; first child; number of children).
-      links: `[B, N, 5]` int32 (parent, bits of value, depth, bits of prior, kind).
+      visit_count: `[B, N]` int32 N(s).
+      value_sum: `[B, N]` float32 W(s).
+      value: `[B, N]` float32 the first value s received (0 before any).
+      prior: `[B, N]` float32 PPM score given at creation (0 when none was computed).
+      parent: `[B, N]` int32 parent id, `NO_PARENT` for the root and unused slots.
+      depth: `[B, N]` int32 steps from the root (root 0).
+      first_child: `[B, N]` int32 id of the first child, `UNUSED` without children.
+      num_children: `[B, N]` int32.
+      terminal_kind: `[B, N]` int8 `TerminalKind`; a node is terminal (never selected) unless NONE.
       next_free: `[B]` int32 first unused node id.
       max_children: K (static).
     """
 
-    stats: jnp.ndarray
-    links: jnp.ndarray
+    visit_count: jnp.ndarray
+    value_sum: jnp.ndarray
+    value: jnp.ndarray
+    prior: jnp.ndarray
+    parent: jnp.ndarray
+    depth: jnp.ndarray
+    first_child: jnp.ndarray
+    num_children: jnp.ndarray
+    terminal_kind: jnp.ndarray
     next_free: jnp.ndarray
     max_children: int = struct.field(pytree_node=False)
 
@@ -91,72 +74,29 @@ class Tree:
     UNUSED: ClassVar[int] = -1
 
     @property
-    def batch_size(self) -> int:
-        return self.stats.shape[0]
-
-    @property
     def capacity(self) -> int:
-        """N (also inside vmapped per-tree code, where the tables are `[N, 4]`, `[N, 5]`)."""
-        return self.stats.shape[-2]
-
-    @property
-    def visit_count(self):
-        """`[B, N]` int32 N(s)."""
-        return self.stats[..., CODE] >> VISIT_SHIFT
-
-    @property
-    def value_sum(self):
-        """`[B, N]` float32 W(s)."""
-        return as_float(self.stats[..., W])
+        """N (also inside vmapped per-tree code, where the fields are `[N]`)."""
+        return self.visit_count.shape[-1]
 
     @property
     def terminal(self):
-        """`[B, N]` bool, never selected."""
-        return (self.stats[..., CODE] & TERMINAL_BIT) != 0
-
-    @property
-    def value(self):
-        """`[B, N]` float32 first value received (0 before any)."""
-        return as_float(self.links[..., VALUE])
-
-    @property
-    def prior(self):
-        """`[B, N]` float32 PPM score given at creation (0 when none was computed)."""
-        return as_float(self.links[..., PRIOR])
-
-    @property
-    def parent(self):
-        """`[B, N]` int32 parent id, `NO_PARENT` for the root and unused slots."""
-        return self.links[..., PARENT]
-
-    @property
-    def depth(self):
-        """`[B, N]` int32 steps from the root (root 0)."""
-        return self.links[..., DEPTH]
-
-    @property
-    def terminal_kind(self):
-        """`[B, N]` int8 `TerminalKind`."""
-        return self.links[..., KIND].astype(np.int8)
-
-    @property
-    def num_children(self):
-        """`[B, N]` int32."""
-        return self.stats[..., COUNT]
-
-    @property
-    def children(self):
-        """`[B, N, K]` int32 child ids in creation order, `UNUSED` after the last."""
-        xp = np if isinstance(self.stats, np.ndarray) else jnp
-        slots = xp.arange(self.max_children, dtype=np.int32)[(None,) * (self.stats.ndim - 1)]  # [1, 1, K]
-        first, count = self.stats[..., FIRST, None], self.stats[..., COUNT, None]
-        return xp.where(slots < count, first + slots, Tree.UNUSED).astype(np.int32)
+        """`[B, N]` bool: never selected."""
+        return self.terminal_kind != TerminalKind.NONE
 
     def q_values(self):
-        """`[B, N]` float32 Q = W / N, 0 where N = 0."""
-        xp = np if isinstance(self.stats, np.ndarray) else jnp
+        """`[B, N]` float32 Q = W / N, 0 where N = 0 (device or host copy)."""
+        xp = np if isinstance(self.visit_count, np.ndarray) else jnp
         n = self.visit_count.astype(np.float32)
         return xp.where(n > 0, self.value_sum / xp.maximum(n, 1.0), 0.0)
+
+
+def set_nodes(tree: Tree, index, **fields) -> Tree:
+    """Writes `field[index] = value` for every named field of ONE tree (fields `[N]`).
+
+    `index` is a node id or an array of ids with `value`s of its shape; ids out of range (e.g. N) are dropped.
+    Batched code calls it inside `jax.vmap`.
+    """
+    return tree.replace(**{name: getattr(tree, name).at[index].set(v, mode="drop") for name, v in fields.items()})
 
 
 def init_tree(batch_size: int, capacity: int, max_children: int) -> Tree:
@@ -166,16 +106,17 @@ def init_tree(batch_size: int, capacity: int, max_children: int) -> Tree:
             f"rstar_jax/search/tree.py: init_tree needs batch_size, capacity, max_children >= 1, "
             f"got {batch_size}, {capacity}, {max_children}"
         )
-    if batch_size * capacity >= 2**30:
-        raise ValueError(
-            f"rstar_jax/search/tree.py: B * N = {batch_size} * {capacity} overflows the kernels' int32 row "
-            "indices; search fewer problems per batch or with a smaller node capacity"
-        )
-    stats, links = np.zeros(4, np.int32), np.zeros(5, np.int32)
-    stats[FIRST] = links[PARENT] = -1  # no children, no parent
+    shape = (batch_size, capacity)  # one buffer per field: a jitted kernel donates them all
     return Tree(
-        stats=jnp.asarray(np.broadcast_to(stats, (batch_size, capacity, 4))),
-        links=jnp.asarray(np.broadcast_to(links, (batch_size, capacity, 5))),
+        visit_count=jnp.zeros(shape, jnp.int32),
+        value_sum=jnp.zeros(shape, jnp.float32),
+        value=jnp.zeros(shape, jnp.float32),
+        prior=jnp.zeros(shape, jnp.float32),
+        parent=jnp.full(shape, Tree.NO_PARENT, jnp.int32),
+        depth=jnp.zeros(shape, jnp.int32),
+        first_child=jnp.full(shape, Tree.UNUSED, jnp.int32),
+        num_children=jnp.zeros(shape, jnp.int32),
+        terminal_kind=jnp.zeros(shape, jnp.int8),
         next_free=jnp.ones((batch_size,), jnp.int32),
         max_children=max_children,
     )
