@@ -140,9 +140,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Atomically writes `data` as indented, key-sorted JSON."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+def write_json(path: str | os.PathLike, data: Any, *, trainer_format: bool = False) -> None:
+    """Atomically writes `data` as indented, key-sorted JSON with a final newline.
+
+    `trainer_format` writes the reference trainers' input format instead (sft.json, pairs.json): indent 1, keys in
+    insertion order, no final newline.
+    """
+    if trainer_format:
+        text = json.dumps(data, indent=1, ensure_ascii=False)
+    else:
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_text(path, text)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -168,8 +168,8 @@ def _extract(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, Any]
             sft = sft + [x for x in earlier if x["id"] not in solved]
             data.stats["replayed"] = len(sft) - len(data.sft)
         paths = [data_dir / "sft.json", data_dir / "pairs.json", data_dir / "stats.json"]
-        extract.write_json(paths[0], sft)
-        extract.write_json(paths[1], data.pairs)
+        write_json(paths[0], sft, trainer_format=True)
+        write_json(paths[1], data.pairs, trainer_format=True)
         write_json(paths[2], data.stats)
         return {"files": paths, "counts": {"sft": len(sft), "pairs": len(data.pairs)}, "metrics": data.stats}
 

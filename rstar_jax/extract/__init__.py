@@ -1,9 +1,10 @@
 """Training data from search trees: SFT records, PPM preference pairs, difficulty classes, round dedup.
 
-from rstar_jax.extract import extract_round, write_json
+from rstar_jax.extract import extract_round
+from rstar_jax.workdir import write_json
 data = extract_round(read_records("round1/trees.jsonl"), seen=previous.seen)
-write_json("round1/sft.json", data.sft)      # [{"query", "response", "id"}]
-write_json("round1/ppm.json", data.pairs)    # [{"prompt", "pos", "neg", "pos_count", "neg_count", "id"}]
+write_json("round1/sft.json", data.sft, trainer_format=True)  # [{"query", "response", "id"}]
+write_json("round1/ppm.json", data.pairs, trainer_format=True)  # [{"prompt", "pos", "neg", "pos_count", ...}]
 """
 
 from rstar_jax.extract.data import (
@@ -13,7 +14,6 @@ from rstar_jax.extract.data import (
     ppm_pairs,
     pqm_values,
     sft_records,
-    write_json,
 )
 from rstar_jax.extract.trees import Difficulty, Node, Trajectory, build_tree, classify, trajectories
 
@@ -30,5 +30,4 @@ __all__ = [
     "pqm_values",
     "sft_records",
     "trajectories",
-    "write_json",
 ]

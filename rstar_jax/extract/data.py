@@ -21,14 +21,13 @@ import collections
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from typing import Any
 
 from rstar_jax.extract.trees import Difficulty, Node, Trajectory, build_tree, classify, trajectories
 from rstar_jax.search.steps import build_prompt
 
-__all__ = ["RoundData", "extract_round", "orm_pairs", "ppm_pairs", "pqm_values", "sft_records", "write_json"]
+__all__ = ["RoundData", "extract_round", "orm_pairs", "ppm_pairs", "pqm_values", "sft_records"]
 
 
 def _take(chosen: list[Any], rejected: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -172,11 +171,3 @@ def extract_round(
         "by_difficulty": {d: {k: c[k] for k in ("problems", "sft", "pairs")} for d, c in by_class.items()},
     }
     return RoundData(sft, pairs, seen, stats)
-
-
-def write_json(path: str | os.PathLike, items: list[dict[str, Any]]) -> None:
-    """A JSON list (the reference trainers' input format), written atomically."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(items, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
