@@ -90,6 +90,18 @@ def row_keys(seeds: jax.Array, samples: int) -> jax.Array:
 CACHE_AXES = ("cache_layers", "cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim")
 
 
+def _append_slots(cache: KVCache, slots: int) -> KVCache:
+    """`cache` [L, R, S, K, H] with `slots` empty (masked) slots at the end: [L, R, S + slots, K, H]."""
+    L, R, _, K, H = cache.k.shape
+    zeros = jnp.zeros((L, R, slots, K, H), cache.k.dtype)
+    return KVCache(
+        k=constrain(jnp.concatenate([cache.k, zeros], axis=2), CACHE_AXES),
+        v=constrain(jnp.concatenate([cache.v, zeros], axis=2), CACHE_AXES),
+        mask=jnp.concatenate([cache.mask, jnp.zeros((R, slots), bool)], axis=1),
+        index=cache.index,
+    )
+
+
 class DecodeState(NamedTuple):
     """Loop state: cache [L, R, S, K, H]; last sampled tokens [R]; their positions [R]; row keys [R];
     t [] int32, index of the next token to sample."""
@@ -116,18 +128,10 @@ def start(
     first generated token's position); keys [R] row keys (see `row_keys`).
     """
     rep = lambda x, axis: jnp.repeat(x, n, axis=axis)
-    L, _, _, K, H = cache.k.shape
-    R = logits.shape[0] * n
-    zeros = jnp.zeros((L, R, decode_slots, K, H), cache.k.dtype)
-    big = KVCache(
-        k=constrain(jnp.concatenate([rep(cache.k, 1), zeros], axis=2), CACHE_AXES),
-        v=constrain(jnp.concatenate([rep(cache.v, 1), zeros], axis=2), CACHE_AXES),
-        mask=jnp.concatenate([rep(cache.mask, 0), jnp.zeros((R, decode_slots), bool)], axis=1),
-        index=cache.index,
-    )
+    rows = KVCache(k=rep(cache.k, 1), v=rep(cache.v, 1), mask=rep(cache.mask, 0), index=cache.index)
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
     first = sample_tokens(rep(logits, 0), step_keys, params)
-    return DecodeState(big, first, rep(lengths, 0), keys, jnp.ones((), jnp.int32))
+    return DecodeState(_append_slots(rows, decode_slots), first, rep(lengths, 0), keys, jnp.ones((), jnp.int32))
 
 
 def select_rows(state: DecodeState, rows: jax.Array) -> DecodeState:
@@ -148,16 +152,7 @@ def grow(state: DecodeState, slots: int) -> DecodeState:
     """The state with `slots` more empty (masked) decode slots at the end of its cache: [L, R, S + slots, K, H].
     Decoding starts with few slots and grows them only for rows that run long, since every step attends over
     all S slots."""
-    cache = state.cache
-    L, R, _, K, H = cache.k.shape
-    zeros = jnp.zeros((L, R, slots, K, H), cache.k.dtype)
-    big = KVCache(
-        k=constrain(jnp.concatenate([cache.k, zeros], axis=2), CACHE_AXES),
-        v=constrain(jnp.concatenate([cache.v, zeros], axis=2), CACHE_AXES),
-        mask=jnp.concatenate([cache.mask, jnp.zeros((R, slots), bool)], axis=1),
-        index=cache.index,
-    )
-    return state._replace(cache=big)
+    return state._replace(cache=_append_slots(state.cache, slots))
 
 
 def chunk(model: Decoder, state: DecodeState, k: int, params: SamplingParams) -> tuple[DecodeState, jax.Array]:
