@@ -33,7 +33,15 @@ from rstar_jax import data, toy
 from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
 from rstar_jax.data import Problem
 from rstar_jax.evolve.stages import MANIFEST, StageRefused, diff_inputs
-from rstar_jax.workdir import RunDir, WorkdirLock, atomic_write_bytes, file_sha256, setup_logging, write_json
+from rstar_jax.workdir import (
+    LOG_FILE_ONLY,
+    RunDir,
+    WorkdirLock,
+    atomic_write_bytes,
+    file_sha256,
+    setup_logging,
+    write_json,
+)
 
 __all__ = ["StageRefused", "preflight", "prepare_problems", "run"]
 
@@ -257,7 +265,7 @@ def _stages(cfg: RunConfig, run_dir: RunDir, splits: Splits) -> dict[str, Any]:
     if cfg.run_rounds:
         summary.update(_rounds(cfg, run_dir, splits))
     write_json(run_dir.root / "report.json", summary)
-    logging.info("summary: %s", json.dumps(summary))
+    logging.info("summary: %s", json.dumps(summary), extra=LOG_FILE_ONLY)
     return summary
 
 

@@ -6,7 +6,7 @@
             bar.update(len(chunk))
 
 The bar (tqdm, on stderr) shows count, rate and ETA; when it closes, one summary line with the count, the time and
-the rate goes to the log, so the figure survives in `logs/*.log` even when the console is not kept.
+the rate goes to the log file (to the console too when the bar is disabled), so the figure survives in `logs/*.log`.
 """
 
 import time
@@ -34,7 +34,7 @@ class Progress:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self._iterable = iterable
-        self._desc, self._unit = desc, unit
+        self._desc, self._unit, self._enabled = desc, unit, enabled
         self._count = 0
         self._start = time.perf_counter()
         self._closed = False
@@ -72,7 +72,9 @@ class Progress:
         self._bar.close()
         seconds = time.perf_counter() - self._start
         rate = self._count / seconds if seconds > 0 else float("inf")
-        logging.info("%s: %d %s in %.1f s (%.1f %s/s)", self._desc, self._count, self._unit, seconds, rate, self._unit)
+        args = (self._desc, self._count, self._unit, seconds, rate, self._unit)
+        # with the bar on the console, the line is for the log file only
+        logging.info("%s: %d %s in %.1f s (%.1f %s/s)", *args, extra={"console": not self._enabled})
 
     def __enter__(self) -> "Progress":
         return self

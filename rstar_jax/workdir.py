@@ -41,6 +41,7 @@ __all__ = [
     "atomic_write_text",
     "file_sha256",
     "log_failure",
+    "LOG_FILE_ONLY",
     "quiet_console",
     "setup_logging",
     "write_json",
@@ -214,8 +215,13 @@ class WorkdirLock:
 _PROJECT_DIRS = tuple(str(Path(__file__).resolve().parents[1] / d) + os.sep for d in ("rstar_jax", "launch"))
 
 
+LOG_FILE_ONLY = {"console": False}
+"""`logging.info(..., extra=LOG_FILE_ONLY)`: an INFO line of ours for the log file only (details, summaries)."""
+
+
 class _ConsoleFilter(logging.Filter):
-    """Console records: WARNING and above from anyone, INFO only from rstar_jax's own modules (when `quiet`)."""
+    """Console records: WARNING and above from anyone, INFO only from rstar_jax's own modules and not marked
+    `LOG_FILE_ONLY` (when `quiet`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -224,7 +230,21 @@ class _ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.quiet or record.levelno >= logging.WARNING:
             return True
-        return record.levelno >= logging.INFO and record.pathname.startswith(_PROJECT_DIRS)
+        own = record.levelno >= logging.INFO and record.pathname.startswith(_PROJECT_DIRS)
+        return own and getattr(record, "console", True)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Quiet console lines: rstar_jax's own INFO as the bare message, anything else as `warning: <message>` (the
+    log file keeps absl's full prefix: time, thread, file and line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        if record.exc_info:
+            text = f"{text}\n{self.formatException(record.exc_info)}"
+        return text
 
 
 def _console_filter() -> _ConsoleFilter:
@@ -238,8 +258,10 @@ def _console_filter() -> _ConsoleFilter:
 
 
 def quiet_console(quiet: bool = True) -> None:
-    """Keeps library INFO lines (orbax, absl, JAX) off the console; `quiet=False` (`--verbose`) lets them through."""
+    """Keeps library INFO lines (orbax, absl, JAX) off the console and prints the rest without absl's prefix;
+    `quiet=False` (`--verbose`) lets everything through in absl's format."""
     _console_filter().quiet = quiet
+    absl_logging.get_absl_handler().setFormatter(_ConsoleFormatter() if quiet else absl_logging.PythonFormatter())
 
 
 def setup_logging(log_dir: Path, program: str) -> Path:

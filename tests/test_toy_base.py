@@ -86,8 +86,9 @@ def test_launch_pretrain_runs_a_timed_piece(tmp_path):
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     manifest = check_base(tmp_path / "b")
-    assert manifest["steps"]["done"] == 1 and manifest["steps"]["planned"] == 40000  # stopped after one step
-    assert "toy base: step 1 of 40000" in done.stdout
+    planned = importlib.import_module("configs.toy_base").get_config().pretrain.steps
+    assert manifest["steps"]["done"] == 1 and manifest["steps"]["planned"] == planned  # stopped after one step
+    assert f"toy base: step 1 of {planned}" in done.stdout
 
 
 def test_splits_exclude_the_base_questions():

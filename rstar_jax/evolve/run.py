@@ -26,7 +26,7 @@ from rstar_jax.evolve.rounds import RoundContext, run_round
 from rstar_jax.evolve.stages import Stages, digest
 from rstar_jax.execution import Executor
 from rstar_jax.search import ProjectGrader
-from rstar_jax.workdir import RunDir
+from rstar_jax.workdir import LOG_FILE_ONLY, RunDir
 
 __all__ = ["run_rounds"]
 
@@ -110,5 +110,5 @@ def run_rounds(
     logging.info("report: %s", {k: str(v) for k, v in cumulative.items()})
     if stages.redone:
         logging.warning("stages redone because their inputs or files changed: %s", stages.redone)
-    logging.info("config: %s", json.dumps(to_dict(cfg.evolve)))
+    logging.info("config: %s", json.dumps(to_dict(cfg.evolve)), extra=LOG_FILE_ONLY)
     return out

@@ -187,7 +187,7 @@ class Executor:
             "landlock": p.get("landlock_abi"),
             "seccomp": p.get("seccomp"),
         }
-        _LOG.info("rstar_jax.execution: protections in force: %s", p)
+        _LOG.info("rstar_jax.execution: protections in force: %s", p, extra={"console": False})  # log file only
         missing = [name for name, on in layers.items() if not on]
         if missing:
             _LOG.warning("rstar_jax.execution: NOT in force on this host: %s", ", ".join(missing))
