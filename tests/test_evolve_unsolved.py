@@ -2,7 +2,7 @@
 again, with `evolve.unsolved_rollouts` rollouts and new per-problem seeds.
 
 Runs the round-4 trees stage of `rstar_jax.evolve.rounds` directly, with the toy teacher (a seeded chance of a wrong
-constant per step, so some trees hold a correct answer and some do not) as the round-3 policy and a hash PPM.
+operand per step, so some trees hold a correct answer and some do not) as the round-3 policy and a hash PPM.
 """
 
 import dataclasses
@@ -13,6 +13,7 @@ from rstar_jax.evolve import rounds
 from rstar_jax.evolve.stages import Stages
 from rstar_jax.execution import Executor
 from rstar_jax.search import read_records
+from rstar_jax.search.steps import build_prompt
 from rstar_jax.testing import BoxGrader, HashPPM, ScriptedToyPolicy
 from rstar_jax.toy import BANDS, generate_problems
 from rstar_jax.workdir import RunDir
@@ -126,7 +127,8 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_
     assert searches[0]["run_seed"] != searches[1]["run_seed"]
     # each search starts with an empty PPM prefix cache: its trees do not depend on what the process ran before
     assert [c["calls"] for c in searches] == ppm.cleared
-    asked = {policy._problem(prompt).id for call in policy.calls[searches[1]["calls"] :] for prompt in call}
+    second = [prompt for call in policy.calls[searches[1]["calls"] :] for prompt in call]
+    asked = {p.id for p in train if any(prompt.startswith(build_prompt(p.question, [])) for prompt in second)}
     assert asked == set(unsolved)
 
     solved = solved_first | {x["id"] for x in again if rounds._solved(x)}

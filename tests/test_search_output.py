@@ -42,7 +42,7 @@ def test_toy_search_with_the_real_executor_is_reproducible(tmp_path, executor):
             path,
             cfg=cfg,
             mode=SearchMode.TERMINAL,
-            policy=ScriptedToyPolicy(problems),
+            policy=ScriptedToyPolicy(problems, mistake_rate=0.15),
             executor=executor,
             grader=BoxGrader(),
             ppm=None,

@@ -3,8 +3,8 @@
 - `RandomStepPolicy`: random rStar-format steps (code, code end, code error, answer, box in a code comment,
   EOS prose) from a small vocabulary, so duplicates, answers and errors all occur; a prompt's samples depend only
   on (prompt, seed, n).
-- `ScriptedToyPolicy`: the teacher of the toy domain: the error-free steps of `rstar_jax.toy.solution`, with a
-  seeded chance per step of a wrong constant (so trees hold correct and wrong answers).
+- `ScriptedToyPolicy`: the toy domain's teacher (`rstar_jax.toy.ToyTeacher`) with one kind of mistake, a wrong
+  operand at a seeded rate per step (so trees hold correct and wrong answers), recording the prompts it is asked.
 - `HashPPM`: a value in [-1, 1] from a hash of the text, on a grid of `1 / levels` (exact in float32 sums).
 - `FakeExecutor`: runs nothing; a program containing `1/0` fails, any other prints a number derived from it.
 - `BoxGrader`: last `\\boxed{...}` (no nesting) and exact string match after stripping.
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from rstar_jax.data import Problem
 from rstar_jax.execution import ExecResult, ExecStatus
 from rstar_jax.interfaces import FinishReason, Step
-from rstar_jax.search.steps import ANSWER_END, CODE_END, CODE_START, OUTPUT_END, OUTPUT_START, STEP_END, derive_seed
-from rstar_jax.toy import solution
+from rstar_jax.search.steps import ANSWER_END, CODE_END, CODE_START, STEP_END, derive_seed
+from rstar_jax.toy.teacher import ToyTeacher
 
 __all__ = ["BoxGrader", "FakeExecutor", "HashPPM", "RandomStepPolicy", "ScriptedToyPolicy", "stop_step"]
 
@@ -74,50 +74,19 @@ class RandomStepPolicy:
         return out
 
 
-_OUTPUT = re.compile(re.escape(OUTPUT_START) + r"(.*?)" + re.escape(OUTPUT_END), re.S)
+class ScriptedToyPolicy(ToyTeacher):
+    """`toy.ToyTeacher` whose one mistake is a wrong operand, at rate `mistake_rate` per code step, and which keeps
+    every batch of prompts it is asked in `calls`."""
 
-
-@dataclasses.dataclass
-class ScriptedToyPolicy:
-    """The toy teacher: next step of the problem's solution, with a wrong constant at rate `mistake_rate`."""
-
-    problems: Sequence[Problem]
-    mistake_rate: float = 0.3
-    calls: list = dataclasses.field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._by_question: Mapping[str, Problem] = {p.question: p for p in self.problems}
-
-    def _problem(self, prompt: str) -> Problem:
-        question = prompt.split("<|user|>:\n", 1)[1].split("\n<|assistant|>:", 1)[0]
-        return self._by_question[question]
+    def __init__(self, problems: Sequence[Problem], mistake_rate: float):
+        super().__init__(problems, wrong_operand=mistake_rate, wrong_operation=0.0, code_error=0.0)
+        self.calls: list[list[str]] = []
 
     def generate(
         self, prompts: Sequence[str], n: int, stop: Sequence[str], max_tokens: int, seed: Sequence[int]
     ) -> list[list[Step]]:
-        del stop, max_tokens
         self.calls.append(list(prompts))
-        out = []
-        for prompt, s in zip(prompts, seed, strict=True):
-            problem = self._problem(prompt)
-            rng = np.random.default_rng(derive_seed("toy-policy", s))
-            steps = solution.code_steps(problem)
-            done = prompt.count(STEP_END) + prompt.count(CODE_END)
-            samples = []
-            for _ in range(n):
-                if done >= len(steps):
-                    outputs = _OUTPUT.findall(prompt)
-                    text = solution.answer_step(outputs[-1] if outputs else "")
-                    samples.append(Step(text, FinishReason.STOP, ANSWER_END, 12))
-                    continue
-                text = steps[done]
-                if rng.random() < self.mistake_rate and " = " in text:
-                    head, expr = text.rsplit(" = ", 1)
-                    text = f"{head} = {expr.split(chr(10))[0]} + {int(rng.integers(1, 4))}\n{STEP_END}"
-                tag = CODE_END if text.endswith(CODE_END) else STEP_END
-                samples.append(Step(text, FinishReason.STOP, tag, 12))
-            out.append(samples)
-        return out
+        return super().generate(prompts, n, stop, max_tokens, seed)
 
 
 @dataclasses.dataclass(frozen=True)
