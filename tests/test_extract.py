@@ -7,6 +7,7 @@ import json
 
 from rstar_jax.extract import (
     Difficulty,
+    answer_paths,
     build_tree,
     classify,
     extract_round,
@@ -14,7 +15,6 @@ from rstar_jax.extract import (
     ppm_pairs,
     pqm_values,
     sft_records,
-    trajectories,
 )
 from rstar_jax.search.steps import build_prompt
 
@@ -144,7 +144,7 @@ def test_difficulty_classes():
     medium = record({"0.1": ans("a", 1.0, True), "0.2": ans("b", -1.0, False)})
     hard = record({"0.1": ans("b", -1.0, False), "0.2": node("x", 0.0, "code_errors")})
     none = record({"0.1": node("x", 0.0, "too_deep")})
-    got = [classify(list(trajectories(build_tree(r)))) for r in (easy, medium, hard, none)]
+    got = [classify(list(answer_paths(build_tree(r)))) for r in (easy, medium, hard, none)]
     assert got == [Difficulty.EASY, Difficulty.MEDIUM, Difficulty.HARD, Difficulty.HARD]
 
 

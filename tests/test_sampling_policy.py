@@ -159,10 +159,10 @@ def test_eos_and_single_token_steps(hf_pair):
     tokens = greedy_policy.generate_ids(prompts, 1, 20, seed=[0, 0])[0][0]
     eos = tokens[10]
     policy = FlaxPolicy(model, _NoTokenizer(), SamplingParams(0.0), pool_slots=1024, eos_ids=(eos,))
-    row = policy.run(prompts, 1, (), 20, seed=[0, 0])[0][0]
+    row = policy.decode_ids(prompts, 1, (), 20, seed=[0, 0])[0][0]
     assert row.step.finish is FinishReason.EOS and row.step.num_tokens == tokens.index(eos) + 1
     assert row.tokens == tokens[: tokens.index(eos)]
-    one = policy.run(prompts, 1, (), 1, seed=[0, 0])[0][0]
+    one = policy.decode_ids(prompts, 1, (), 1, seed=[0, 0])[0][0]
     assert (one.step.finish, one.step.num_tokens, one.tokens) == (FinishReason.LENGTH, 1, tokens[:1])
 
 

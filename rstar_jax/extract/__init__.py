@@ -15,13 +15,13 @@ from rstar_jax.extract.data import (
     pqm_values,
     sft_records,
 )
-from rstar_jax.extract.trees import Difficulty, Node, Trajectory, build_tree, classify, trajectories
+from rstar_jax.extract.trees import AnswerPath, Difficulty, Node, answer_paths, build_tree, classify
 
 __all__ = [
     "Difficulty",
     "Node",
     "RoundData",
-    "Trajectory",
+    "AnswerPath",
     "build_tree",
     "classify",
     "extract_round",
@@ -29,5 +29,5 @@ __all__ = [
     "ppm_pairs",
     "pqm_values",
     "sft_records",
-    "trajectories",
+    "answer_paths",
 ]

@@ -24,7 +24,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from rstar_jax.extract.trees import Difficulty, Node, Trajectory, build_tree, classify, trajectories
+from rstar_jax.extract.trees import AnswerPath, Difficulty, Node, answer_paths, build_tree, classify
 from rstar_jax.search.steps import build_prompt
 
 __all__ = ["RoundData", "extract_round", "orm_pairs", "ppm_pairs", "pqm_values", "sft_records"]
@@ -41,13 +41,13 @@ def _take(chosen: list[Any], rejected: list[Any]) -> tuple[list[Any], list[Any]]
     return chosen[:2], rejected[:2]
 
 
-def _rank(t: Trajectory) -> tuple[float, float]:
+def _rank(t: AnswerPath) -> tuple[float, float]:
     return (t.mean_q, t.min_q)
 
 
 def sft_records(record: dict[str, Any], per_problem: int = 2) -> list[dict[str, Any]]:
     """The SFT records of one tree record (module docstring)."""
-    good = [t for t in trajectories(build_tree(record)) if t.correct and not t.failed]
+    good = [t for t in answer_paths(build_tree(record)) if t.correct and not t.failed]
     good.sort(key=_rank, reverse=True)  # stable: earlier trajectories win exact ties
     return [
         {"query": record["question"], "response": t.response.strip(), "id": record["id"]} for t in good[:per_problem]
@@ -86,7 +86,7 @@ def ppm_pairs(record: dict[str, Any], margin: float = 0.5) -> list[dict[str, Any
                         out.append(_pair(record, "step", prompt, c.text, r.text, len(pos), len(neg)))
             nxt.extend((c, (*texts, c.text)) for c in steps if c.n_correct > 0 and c.n_wrong > 0)
         frontier = nxt
-    trajs = list(trajectories(root))
+    trajs = list(answer_paths(root))
     right = sorted((t for t in trajs if t.correct), key=_rank, reverse=True)
     wrong = sorted((t for t in trajs if not t.correct), key=_rank)
     pos_t, neg_t = _take(right, wrong)
@@ -99,7 +99,7 @@ def ppm_pairs(record: dict[str, Any], margin: float = 0.5) -> list[dict[str, Any
 
 def orm_pairs(record: dict[str, Any]) -> list[dict[str, Any]]:
     """ORM ablation view (paper Table 8): every correct x wrong pair of full trajectories, counts = group sizes."""
-    trajs = list(trajectories(build_tree(record)))
+    trajs = list(answer_paths(build_tree(record)))
     right, wrong = [t for t in trajs if t.correct], [t for t in trajs if not t.correct]
     prompt = build_prompt(record["question"], ())
     n_pos, n_neg = len(right), len(wrong)
@@ -149,7 +149,7 @@ def extract_round(
     by_class: dict[str, collections.Counter[str]] = {d.value: collections.Counter() for d in Difficulty}
     dropped = 0
     for record in records:
-        difficulty = classify(list(trajectories(build_tree(record)))).value
+        difficulty = classify(list(answer_paths(build_tree(record)))).value
         by_class[difficulty]["problems"] += 1
         for kind, items, fields, sink in (
             ("sft", sft_records(record, per_problem), ("query", "response"), sft),

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Difficulty", "Node", "Trajectory", "build_tree", "classify", "trajectories"]
+__all__ = ["AnswerPath", "Difficulty", "Node", "answer_paths", "build_tree", "classify"]
 
 
 class Difficulty(enum.StrEnum):
@@ -42,7 +42,7 @@ class Node:
 
 
 @dataclasses.dataclass(frozen=True)
-class Trajectory:
+class AnswerPath:
     """A root -> answer-leaf path: `texts` and `qs` of the nodes at depth >= 1 (answer step included)."""
 
     texts: tuple[str, ...]
@@ -106,12 +106,12 @@ def _count(node: Node) -> None:
         node.n_wrong += child.n_wrong
 
 
-def trajectories(root: Node) -> Iterator[Trajectory]:
+def answer_paths(root: Node) -> Iterator[AnswerPath]:
     """Every root -> answer-leaf path in depth-first tag order."""
 
-    def walk(node: Node, path: tuple[Node, ...]) -> Iterator[Trajectory]:
+    def walk(node: Node, path: tuple[Node, ...]) -> Iterator[AnswerPath]:
         if node.kind == "answer":
-            yield Trajectory(
+            yield AnswerPath(
                 texts=tuple(n.text for n in path),
                 qs=tuple(n.q for n in path),
                 correct=bool(node.correct),
@@ -123,7 +123,7 @@ def trajectories(root: Node) -> Iterator[Trajectory]:
     return walk(root, ())
 
 
-def classify(trajs: list[Trajectory]) -> Difficulty:
+def classify(trajs: list[AnswerPath]) -> Difficulty:
     """easy: every answer trajectory correct; hard: none correct (or no answer at all); medium: mixed."""
     n_correct = sum(t.correct for t in trajs)
     if n_correct == 0:

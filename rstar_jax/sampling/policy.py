@@ -142,7 +142,7 @@ class FlaxPolicy:
             return []
         ids = [list(x) for x in self.tokenizer(list(prompts))["input_ids"]]
         fits = [i for i, p in enumerate(ids) if len(p) + max_tokens <= self.config.max_position_embeddings]
-        rows = self.run([ids[i] for i in fits], n, stop, max_tokens, [seed[i] for i in fits]) if fits else []
+        rows = self.decode_ids([ids[i] for i in fits], n, stop, max_tokens, [seed[i] for i in fits]) if fits else []
         # A prompt with no room left for `max_tokens` ends there: n empty LENGTH steps (the search makes them
         # TOO_DEEP dead ends) instead of an error that would stop every other problem of the batch.
         out = [[Step("", FinishReason.LENGTH, None, 0)] * n for _ in ids]
@@ -154,9 +154,9 @@ class FlaxPolicy:
         self, prompt_ids: Sequence[Sequence[int]], n: int, max_tokens: int, seed: Sequence[int]
     ) -> list[list[list[int]]]:
         """Token-level generation: B prompts of ids -> B lists of n generated id lists (EOS excluded)."""
-        return [[s.tokens for s in r] for r in self.run(prompt_ids, n, (), max_tokens, seed)]
+        return [[s.tokens for s in r] for r in self.decode_ids(prompt_ids, n, (), max_tokens, seed)]
 
-    def run(
+    def decode_ids(
         self,
         prompt_ids: Sequence[Sequence[int]],
         n: int,
@@ -164,7 +164,8 @@ class FlaxPolicy:
         max_tokens: int,
         seed: Sequence[int],
     ) -> list[list[StopScanner]]:
-        """The finished `StopScanner` of every (prompt, sample), in prompt order."""
+        """Decodes n samples of every prompt of ids: the finished `StopScanner` of every (prompt, sample), in
+        prompt order."""
         if len(seed) != len(prompt_ids):
             raise ValueError(f"FlaxPolicy: {len(prompt_ids)} prompts but {len(seed)} seeds (one per prompt)")
         if n < 1 or max_tokens < 1:
@@ -178,10 +179,10 @@ class FlaxPolicy:
         per_batch = max(1, self.max_rows // n)
         out: list[list[StopScanner]] = []
         for lo, hi in kv_pool.prefill_groups(prompt_ids, self.prefill_tokens, per_batch):
-            out.extend(self._run_batch(prompt_ids[lo:hi], n, stop, max_tokens, seed[lo:hi]))
+            out.extend(self._decode_batch(prompt_ids[lo:hi], n, stop, max_tokens, seed[lo:hi]))
         return out
 
-    def _run_batch(
+    def _decode_batch(
         self,
         prompt_ids: Sequence[Sequence[int]],
         n: int,
@@ -249,7 +250,7 @@ class FlaxPolicy:
         return k, kv_pool.bucket(steps, minimum=k)
 
     def compile_seconds(self, prompt_ids: Sequence[Sequence[int]], n: int, max_tokens: int) -> tuple[float, float]:
-        """Ahead-of-time compile time (prefill, one decode chunk) of the programs `run` would use on these
+        """Ahead-of-time compile time (prefill, one decode chunk) of the programs `decode_ids` would use on these
         prompts with an empty prefix cache; compiles without running and without touching the cache."""
         k, decode_slots = self.decode_shape(max_tokens)
         scratch = PrefixCache(sum(map(len, prompt_ids)) + 1)
