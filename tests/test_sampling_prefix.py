@@ -6,10 +6,10 @@ import pytest
 from flax import nnx
 from helpers_hf import make_hf_model
 
+from benchmarks.bench_sampling import IdTokenizer, count_unique_tokens, tree_workload
 from rstar_jax.interfaces import ValueModel
 from rstar_jax.models import PPM, load_decoder
 from rstar_jax.sampling import FlaxPolicy, FlaxPPMScorer, PrefixCache, SamplingParams
-from rstar_jax.sampling.bench import IdTokenizer, count_unique_tokens, tree_workload
 from rstar_jax.sampling.prefix_cache import SCRATCH_SLOT
 
 

@@ -1,11 +1,18 @@
-"""Benchmark workloads of the sampling engine (library side of `launch/bench_sampling.py`).
+"""Sampling-engine benchmark: decode throughput vs the HBM roofline, compile time, tree-workload prefill.
+
+    python -m benchmarks.bench_sampling --preset=tiny                      # CPU smoke (tiny random model)
+    python -m benchmarks.bench_sampling --preset=qwen2.5-math-1.5b --batch=256 --prompt=512 --new_tokens=256 \
+        --dtype=bfloat16 --peak_bandwidth=3.0e12 --hf_anchor            # GPU: H100 figures + HF side by side
+
+Prints one line per figure. Weights are random (the figures depend on shapes only).
 
 - `decode_throughput`: B random prompts of P tokens, N sampled tokens each (no stop strings, no EOS): the
   ahead-of-time compile time of its two programs, then the first call (compile included) and a second
-  call with fresh prompts; tokens/s and the share of
-  the HBM roofline, where one decode step must read every parameter once and the KV cache of the batch:
+  call with fresh prompts; tokens/s and the share of the HBM roofline, where one decode step must read every
+  parameter once and the KV cache of the batch:
   `floor = N * (param_bytes + L * B * (P + N / 2) * K * H * 2 * itemsize) / peak_bandwidth` (the formula of
-  ../shared/bench/gpu_jax_decode.py, so the figures compare).
+  ../shared/bench/gpu_jax_decode.py, so the figures compare); `--peak_bandwidth` defaults to the 3.0 TB/s
+  measured on an H100 (../shared/bench/README.md).
 - `tree_workload`: expand a depth-d tree with n children per node, level by level, and compare the tokens
   the engine prefilled with the unique tokens of the tree (the reference re-prefills every path).
 - `hf_generate_throughput`: transformers' `generate` on the same shape and random weights (PyTorch, CUDA
@@ -14,15 +21,21 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import os
+import sys
 import time
 from typing import Any
 
-import numpy as np
+if __package__ in (None, ""):  # `python benchmarks/bench_sampling.py`: make `rstar_jax` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rstar_jax.models import Decoder, ModelConfig, count_params, init_model
-from rstar_jax.sampling.decode import SamplingParams
-from rstar_jax.sampling.policy import FlaxPolicy
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rstar_jax.models import Decoder, ModelConfig, count_params, init_model  # noqa: E402
+from rstar_jax.sampling import FlaxPolicy, SamplingParams  # noqa: E402
 
 
 def preset_config(preset: str, dtype: str) -> ModelConfig:
@@ -45,7 +58,9 @@ def preset_config(preset: str, dtype: str) -> ModelConfig:
     if preset == "qwen2.5-math-7b":
         shape = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28, num_heads=28)
         return ModelConfig(**common, **shape, num_kv_heads=4, head_dim=128, tie_word_embeddings=False)
-    raise ValueError(f"bench.preset_config: unknown preset {preset!r} (tiny, qwen2.5-math-1.5b, qwen2.5-math-7b)")
+    raise ValueError(
+        f"bench_sampling.preset_config: unknown preset {preset!r} (tiny, qwen2.5-math-1.5b, qwen2.5-math-7b)"
+    )
 
 
 class IdTokenizer:
@@ -96,7 +111,7 @@ def decode_throughput(
         start = time.perf_counter()
         out = policy.generate_ids(prompts, 1, new_tokens, list(range(call * batch, (call + 1) * batch)))
         times.append(time.perf_counter() - start)
-        assert all(len(r[0]) == new_tokens for r in out), "bench: a row stopped early"
+        assert all(len(r[0]) == new_tokens for r in out), "bench_sampling: a row stopped early"
     itemsize = np.dtype(c.dtype).itemsize
     kv = c.num_layers * batch * (prompt + new_tokens / 2) * c.num_kv_heads * c.head_dim * 2 * itemsize
     pbytes = param_bytes(model)
@@ -212,3 +227,59 @@ def hf_generate_throughput(config: ModelConfig, batch: int, prompt: int, new_tok
 def build_model(config: ModelConfig, seed: int = 0) -> Decoder:
     """A random-weight decoder of `config` on the default device."""
     return init_model(Decoder, config, seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny", choices=["tiny", "qwen2.5-math-1.5b", "qwen2.5-math-7b"])
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: float32 tiny, bfloat16 else")
+    parser.add_argument("--batch", type=int, help="prompts decoded together (default: 8 tiny, 256 else)")
+    parser.add_argument("--prompt", type=int, help="prompt tokens (default: 32 tiny, 512 else)")
+    parser.add_argument("--new_tokens", type=int, help="sampled tokens per prompt (default: 32 tiny, 256 else)")
+    parser.add_argument("--peak_bandwidth", type=float, default=3.0e12, help="peak HBM bytes/s for the roofline")
+    parser.add_argument("--tree", action=argparse.BooleanOptionalAction, default=True, help="depth 4, n = 8")
+    parser.add_argument("--tree_step_tokens", type=int, default=8, help="tokens per step in the tree workload")
+    parser.add_argument("--hf_anchor", action="store_true", help="also time transformers' generate (CUDA if any)")
+    args = parser.parse_args(argv)
+    tiny = args.preset == "tiny"
+    dtype = args.dtype or ("float32" if tiny else "bfloat16")
+    batch = args.batch or (8 if tiny else 256)
+    prompt = args.prompt or (32 if tiny else 512)
+    new = args.new_tokens or (32 if tiny else 256)
+    config = preset_config(args.preset, dtype)
+    hf_tps = None
+    if args.hf_anchor:  # first, before JAX takes most of the accelerator's memory
+        hf_tps, hf_device = hf_generate_throughput(config, batch, prompt, new)
+        print(f"HF generate ({hf_device}) B={batch} prompt={prompt} new={new}: {hf_tps:,.0f} tokens/s")
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}  preset: {args.preset} {dtype}")
+    model = build_model(config)
+    print(f"params: {param_bytes(model) / 1e9:.3f} GB")
+    r = decode_throughput(model, batch, prompt, new, args.peak_bandwidth)
+    print(
+        f"decode B={batch} prompt={prompt} new={new}: {r.tokens_per_s:,.0f} tokens/s (steady call {r.steady_s:.3f} s)"
+    )
+    print(
+        f"compile (ahead of time): prefill {r.compile_prefill_s:.2f} s + decode chunk {r.compile_chunk_s:.2f} s; "
+        f"first call {r.first_call_s:.2f} s"
+    )
+    print(
+        f"HBM roofline: floor {r.roofline_floor_s:.3f} s at {args.peak_bandwidth:.2e} B/s "
+        f"(params {r.param_bytes / 1e9:.3f} GB + KV {r.kv_bytes_per_step / 1e9:.3f} GB per step) "
+        f"-> share {100 * r.roofline_share:.1f} %"
+    )
+    if hf_tps is not None:
+        print(f"rstar_jax / HF generate = {r.tokens_per_s / hf_tps:.1f}x (same shape, same process)")
+    if args.tree:
+        policy = FlaxPolicy(model, IdTokenizer(), SamplingParams(temperature=1.0), pool_slots=1 << 16, eos_ids=())
+        t = tree_workload(policy, list(range(3, 3 + prompt)), 4, 8, args.tree_step_tokens)
+        print(
+            f"tree depth {t.depth} n={t.children}: {t.prompts_expanded} prompts expanded in {t.seconds:.2f} s; "
+            f"prefilled {t.prefilled_tokens} / unique {t.unique_tokens} tokens = {t.ratio:.3f}x "
+            f"(re-prefill would be {t.reprefill_tokens / t.unique_tokens:.2f}x); hit rate {100 * t.hit_rate:.1f} %"
+        )
+        print(f"prefix pool: {t.pool_slots_used} slots used, {t.pool_bytes / 1e6:.1f} MB")
+        print(f"tree report: {dataclasses.asdict(t)}")
+
+
+if __name__ == "__main__":
+    main()
