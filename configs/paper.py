@@ -10,21 +10,22 @@ round-2-to-4 configs. Without `data.train_file` the toy domain stands in for the
 
 from rstar_jax.config import EvolveConfig, RunConfig, SearchConfig, TrainConfig
 
-# rstar_reference.md Part B §9: SFT 128 sequences per step, PPM 512 pairs per step, 2 epochs, lr 7e-6, linear decay.
-SFT = TrainConfig(epochs=2.0, batch_size=32, accum_steps=4, max_length=2048, learning_rate=7e-6, weight_decay=0.1)
-PPM = TrainConfig(epochs=2.0, batch_size=128, accum_steps=4, max_length=2048, learning_rate=7e-6, weight_decay=0.0)
-
 
 def round_config(r: int) -> RunConfig:
-    """Round r of the recipe; all four share `workdir/paper`, so round r reads round r-1's policy and PPM there."""
+    """Round r of the recipe; all four share `workdir/paper`, so round r reads round r-1's policy and PPM there.
+
+    Every call builds its own configs, so an override of one never changes another (nothing here is a module global).
+    """
     bootstrap = r == 1
+    # rstar_reference.md Part B §9: SFT 128 sequences per step, PPM 512 pairs per step, 2 epochs, lr 7e-6, linear.
+    train = dict(epochs=2.0, accum_steps=4, max_length=2048, learning_rate=7e-6)
     return RunConfig(
         workdir="workdir/paper",
         first_round=r,
         last_round=r,
         evolve=EvolveConfig(bootstrap_rollouts=8, unsolved_rollouts=64, ppm_from_round=3, eval_samples=16),
-        sft=SFT,
-        ppm=PPM,
+        sft=TrainConfig(**train, batch_size=32, weight_decay=0.1),
+        ppm=TrainConfig(**train, batch_size=128, weight_decay=0.0),
         search=SearchConfig(
             rollouts=8 if bootstrap else 16,
             samples_per_expansion=12,

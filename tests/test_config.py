@@ -31,6 +31,14 @@ def test_paper_rounds_follow_part_a():
     assert all(round_config(r).first_round == round_config(r).last_round == r for r in range(1, 5))
 
 
+def test_an_override_of_one_paper_round_leaves_the_others_alone():
+    from configs.paper import round_config
+
+    one = round_config(1)
+    one.sft.batch_size, one.ppm.learning_rate = 1, 1.0
+    assert (round_config(2).sft.batch_size, round_config(2).ppm.learning_rate) == (32, 7e-6)
+
+
 def test_slots_reject_misspelt_attribute():
     cfg = RunConfig()
     with pytest.raises(AttributeError):
