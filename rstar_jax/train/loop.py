@@ -8,16 +8,17 @@ with warmup then linear or cosine decay. The step is `jax.jit`-ed with the state
 shardings from the model's logical axes (`models/sharding.py`) on `mesh`, called under `jax.set_mesh(mesh)`;
 the loss runs on a copy of the params cast to `cfg.compute_dtype` (bf16 by default). Each step's (and each eval
 batch's) `[A, B, T]` arrays are cut to their longest real sequence rounded up to `length_bucket` tokens
-(`batches.trim_padding`) before `device_put`, so no step computes on more than a bucket of padding; each
-distinct length compiles once, with its own batch shardings.
+(`batches.trim_padding`) before `device_put`, so no step computes on more than a bucket of padding; the one
+jitted step compiles once per distinct length.
 
-A non-finite loss or gradient norm raises `NonFiniteError` with the step number and the batch's problem ids
-before anything is saved. Checkpoints (`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold
-params, opt_state and `extra = {"step", "micro_batches"}`; a rerun restores the latest one and continues at
-exactly that step and data position (micro-batch k of the stream depends only on (seed, k)), so an
-interrupted run ends with the same parameters as an uninterrupted one. Metrics go to the console (absl log),
-the progress bar and `<workdir>/metrics.jsonl` (one JSON object per logged step; no TensorBoard writer is
-installed).
+Step metrics stay on the device until a log, eval or save point (every `log_every` / `eval_every` / `save_every`
+steps and the last), where they reach the host together. A non-finite loss or gradient norm there raises
+`NonFiniteError` with the step number and the batch's problem ids before anything is saved. Checkpoints
+(`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold params, opt_state and `extra = {"step",
+"micro_batches"}`; a rerun restores the latest one and continues at exactly that step and data position (micro-batch
+k of the stream depends only on (seed, k)), so an interrupted run ends with the same parameters as an uninterrupted
+one. Metrics go to the console (absl log), the progress bar and `<workdir>/metrics.jsonl` (one JSON object per
+logged step; no TensorBoard writer is installed).
 """
 
 from __future__ import annotations
@@ -171,16 +172,11 @@ def train(
     replicated = NamedSharding(mesh, PartitionSpec())
     state_sh = TrainState(param_sh, jax.tree.map(lambda x: x.sharding, opt_state), replicated)
     state = TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), replicated))
-    step_fn = _step_fn(compute_graph, loss_fn, tx, dtype)
-    step_jits: dict[tuple, tuple[Callable, dict[str, NamedSharding]]] = {}  # one per batch shape (length bucket)
-
-    def step_jit_for(arrays: dict[str, np.ndarray]) -> tuple[Callable, dict[str, NamedSharding]]:
-        key = tuple(sorted((k, v.shape) for k, v in arrays.items()))
-        if key not in step_jits:
-            sh = _batch_shardings(arrays, mesh)
-            out = (state_sh, replicated)
-            step_jits[key] = jax.jit(step_fn, donate_argnums=0, in_shardings=(state_sh, sh), out_shardings=out), sh
-        return step_jits[key]
+    # One jitted step: it retraces per batch length (bucket); the state arrives with `state_sh`, the batch with
+    # `_batch_shardings`, and leaves with `state_sh` again.
+    step_jit = jax.jit(
+        _step_fn(compute_graph, loss_fn, tx, dtype), donate_argnums=0, out_shardings=(state_sh, replicated)
+    )
 
     eval_jit = jax.jit(_eval_fn(compute_graph, loss_fn, dtype), out_shardings=replicated)
 
@@ -204,31 +200,43 @@ def train(
         state = TrainState(restored.params, restored.opt_state, step_arr)
         logging.info("rstar_jax/train: resumed from %s at step %d", ckpt.directory, start)
     last: dict[str, float] = {}
+    pending: list[tuple[int, list[str], dict[str, jax.Array]]] = []  # (step, problem ids, metrics on device)
+
+    def fetch() -> dict[str, float]:
+        """The pending steps' metrics on the host, each checked finite; the last step's metrics."""
+        for (step, ids, _), metrics in zip(pending, jax.device_get([m for *_, m in pending]), strict=True):
+            got = {k: float(v) for k, v in metrics.items()}
+            if not (math.isfinite(got["loss"]) and math.isfinite(got["grad_norm"])):
+                raise NonFiniteError(
+                    f"rstar_jax/train/loop.py: step {step}: non-finite loss={got['loss']} or "
+                    f"grad_norm={got['grad_norm']}; problem ids of the batch: {sorted(set(ids))}"
+                )
+        pending.clear()
+        return got
+
     with Progress(total=cfg.steps, desc="train", unit="step", enabled=progress) as bar, ckpt:
         bar.update(start)
         for step in range(start, cfg.steps):
             arrays, ids = examples.micro_batches(step * A, A, B, cfg.seed, cfg.length_window)
             arrays = trim_padding(arrays, length_bucket)  # [A, B, T] -> [A, B, T' <= T]
-            step_jit, batch_sh = step_jit_for(arrays)
             with jax.set_mesh(mesh):
-                state, metrics = step_jit(state, jax.device_put(arrays, batch_sh))
-            last = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if not (math.isfinite(last["loss"]) and math.isfinite(last["grad_norm"])):
-                raise NonFiniteError(
-                    f"rstar_jax/train/loop.py: step {step + 1}: non-finite loss={last['loss']} or "
-                    f"grad_norm={last['grad_norm']}; problem ids of the batch: {sorted(set(ids))}"
-                )
+                state, metrics = step_jit(state, jax.device_put(arrays, _batch_shardings(arrays, mesh)))
             done = step + 1
-            if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+            pending.append((done, ids, metrics))
+            bar.update(1)
+            stop = deadline is not None and time.monotonic() > deadline
+            final = done == cfg.steps or stop
+            evaluate = bool(cfg.eval_every) and done % cfg.eval_every == 0 and done < cfg.steps
+            if not (final or evaluate or done % cfg.log_every == 0 or done % cfg.save_every == 0):
+                continue  # metrics stay on the device until a log, eval or save point
+            last = fetch()  # raises on a non-finite step before anything is saved
+            if evaluate:
                 last |= run_eval(state.params)
             if done % cfg.log_every == 0 or done == cfg.steps or any(k.startswith("eval_") for k in last):
                 _log(metrics_path, {"step": done, **last})
                 logging.info("rstar_jax/train step %d: %s", done, {k: round(v, 5) for k, v in last.items()})
-            bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             extra = {"step": done, "micro_batches": done * A}
-            stop = deadline is not None and time.monotonic() > deadline
-            final = done == cfg.steps or stop
             ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=final)
             last = {k: v for k, v in last.items() if not k.startswith("eval_")}
             if stop:
