@@ -17,8 +17,8 @@ steps and the last), where they reach the host together. A non-finite loss or gr
 (`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold params, opt_state and `extra = {"step",
 "micro_batches"}`; a rerun restores the latest one and continues at exactly that step and data position (micro-batch
 k of the stream depends only on (seed, k)), so an interrupted run ends with the same parameters as an uninterrupted
-one. Metrics go to the console (absl log), the progress bar and `<workdir>/metrics.jsonl` (one JSON object per
-logged step; no TensorBoard writer is installed).
+one. Metrics go to the progress bar, the log file (and the console when the bar is off) and
+`<workdir>/metrics.jsonl` (one JSON object per logged step; no TensorBoard writer is installed).
 """
 
 from __future__ import annotations
@@ -234,7 +234,8 @@ def train(
                 last |= run_eval(state.params)
             if done % cfg.log_every == 0 or done == cfg.steps or any(k.startswith("eval_") for k in last):
                 _log(metrics_path, {"step": done, **last})
-                logging.info("rstar_jax/train step %d: %s", done, {k: round(v, 5) for k, v in last.items()})
+                shown = {k: round(v, 5) for k, v in last.items()}
+                logging.info("rstar_jax/train step %d: %s", done, shown, extra={"console": not progress})
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             extra = {"step": done, "micro_batches": done * A}
             ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=final)
