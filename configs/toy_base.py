@@ -35,7 +35,7 @@ def get_config() -> RunConfig:
         model=dataclasses.replace(tiny.get_config().model, base=""),  # the shape tiny.py fine-tunes
         toy_base=ToyBaseConfig(corpus_seed=0, corpus_per_band=20000, held_out_per_band=40, tokenizer_per_band=2000),
         pretrain=TrainConfig(
-            steps=600,
+            steps=1000,
             batch_size=16,
             max_length=448,
             length_window=8,
@@ -44,7 +44,7 @@ def get_config() -> RunConfig:
             decay=Decay.COSINE,
             weight_decay=0.01,
             compute_dtype=DType.FLOAT32,
-            eval_every=300,
+            eval_every=500,
             eval_fraction=0.0,
             save_every=250,
             log_every=100,
