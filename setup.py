@@ -11,6 +11,8 @@ setup(
     version="0.1.0",
     description="rStar-Math (arXiv 2501.04519) in JAX/Flax: MCTS with code-augmented steps, PPM, self-evolution.",
     packages=find_packages(include=["rstar_jax", "rstar_jax.*", "launch", "configs"]),
+    # the committed toy base (an HF directory with its manifest), built by `python -m launch.pretrain`
+    package_data={"rstar_jax.toy": ["base/*"]},
     python_requires=">=3.11",
     install_requires=[
         "jax>=0.10.2",
