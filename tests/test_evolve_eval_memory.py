@@ -18,7 +18,7 @@ from helpers_memory import MemoryProbe
 
 from rstar_jax.config import ConfigError, validate
 from rstar_jax.evolve.evaluate import METHODS, EvalModels, evaluate
-from rstar_jax.evolve.models import ModelCache
+from rstar_jax.evolve.model_cache import ModelCache
 from rstar_jax.models import PPM, save_ppm
 from rstar_jax.sampling import kv_pool
 from rstar_jax.search import ProjectGrader

@@ -11,10 +11,10 @@ import pytest
 
 from rstar_jax.config import RunConfig, TrainConfig
 from rstar_jax.data import normalize_question
-from rstar_jax.evolve.models import write_toy_base
 from rstar_jax.models import load_decoder
 from rstar_jax.toy import BANDS, ToySpec, generate_toy_splits
 from rstar_jax.toy.reading import READ_SPLIT, reading_document, reading_examples, reading_problems
+from rstar_jax.toy.tiny_model import write_toy_base
 
 SPLITS = generate_toy_splits(ToySpec(train_per_band=6, test_per_band=4, seed=3))
 

@@ -43,7 +43,7 @@ from rstar_jax.data import Problem
 from rstar_jax.evolve import evaluate as evaluation
 from rstar_jax.evolve import report
 from rstar_jax.evolve.inputs import Splits
-from rstar_jax.evolve.models import ModelCache, bootstrap_identity, bootstrap_policy
+from rstar_jax.evolve.model_cache import ModelCache, bootstrap_identity, bootstrap_policy
 from rstar_jax.evolve.stages import Stages, digest
 from rstar_jax.execution import Executor
 from rstar_jax.search import ProjectGrader, SearchMode, read_records, run_search

@@ -136,7 +136,7 @@ def _base_model(
             raise FileNotFoundError(f"config.model.base = {cfg.model.base!r}: no config.json in {base}")
         files = {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in sorted(base.iterdir()) if p.is_file()}
         return base, digest({"counts": {"path": str(base), "files": files}})
-    from rstar_jax.evolve.models import write_toy_base
+    from rstar_jax.toy.tiny_model import write_toy_base
 
     stage_dir = run_dir.root / "base"
     model_dir = stage_dir / "model"

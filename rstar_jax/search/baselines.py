@@ -216,8 +216,10 @@ def paper_protocol(
         seed = derive_seed("protocol-run", run_seed, run)
         for lo in range(0, len(problems), cfg.batch_problems):
             batch = problems[lo : lo + cfg.batch_problems]
-            search = BatchSearch(batch, cfg, SearchMode.TEST, policy, executor, grader, ppm, seed, kernels).run()
-            for record in batch_records(search):
+            search = BatchSearch(
+                batch, cfg, SearchMode.TEST, policy, executor, grader, ppm, seed, kernels
+            ).run_rollouts()
+            for record in batch_records(search.run_rollouts()):
                 if record["best_answer"] is not None:
                     per_problem[record["id"]].append((record["best_answer"], record["best_value"]))
     out = []
