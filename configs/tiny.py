@@ -24,6 +24,7 @@ from rstar_jax.config import (
     SftInit,
     TeacherConfig,
     ToyConfig,
+    ToyModelConfig,
     TrainConfig,
 )
 
@@ -52,15 +53,11 @@ def get_config() -> RunConfig:
         toy=ToyConfig(seed=0, train_per_band=60, test_per_band=20),
         model=ModelSetup(
             base=SCRATCH_BASE,  # until a toy base is committed (python -m launch.pretrain --config=configs/toy_base.py)
-            tiny_vocab=768,
-            tiny_hidden=128,
-            tiny_layers=4,
-            tiny_heads=4,
-            tiny_kv_heads=2,
-            tiny_intermediate=384,
-            tiny_max_positions=768,
             pool_slots=65536,
             max_rows=512,
+        ),
+        toy_model=ToyModelConfig(
+            vocab=768, hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384, max_positions=768
         ),
         teacher=TeacherConfig(wrong_operand=0.12, wrong_operation=0.08, code_error=0.06, answer_error=0.04),
         search=SearchConfig(

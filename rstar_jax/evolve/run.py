@@ -140,9 +140,8 @@ def _base_model(
 
     stage_dir = run_dir.root / "base"
     model_dir = stage_dir / "model"
-    tiny = {k: getattr(cfg.model, k) for k in cfg.model.__slots__ if k.startswith("tiny_")}
-    inputs = {"problems": problems_digest, "tiny": tiny, "seed": cfg.seed}
-    if cfg.model.tiny_read_per_band:
+    inputs = {"problems": problems_digest, "toy_model": to_dict(cfg.toy_model), "seed": cfg.seed}
+    if cfg.toy_model.read_per_band:
         inputs["pretrain"] = to_dict(cfg.pretrain)
 
     def body() -> dict[str, Any]:

@@ -8,7 +8,7 @@
 
 `write_toy_base` is the `model.base=scratch` base of a run (`evolve.run`'s stage `base`): a BPE tokenizer
 trained on the training split and a tiny decoder initialised from `config.seed`, saved as an HF directory
-(`model.tiny_*` settings); with `model.tiny_read_per_band` > 0 the decoder is first pretrained on reading
+(config section `toy_model`); with `toy_model.read_per_band` > 0 the decoder is first pretrained on reading
 documents of problems disjoint from both splits (`rstar_jax.toy.reading`, config section `pretrain`), playing the
 paper's math-pretrained base.
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rstar_jax.config import RunConfig
+from rstar_jax.config import RunConfig, ToyModelConfig
 from rstar_jax.data import Problem
 from rstar_jax.models import Decoder, ModelConfig, init_model, save_decoder
 
@@ -105,17 +105,17 @@ def tiny_model_config(
     )
 
 
-def setup_model_config(setup: Any, tokenizer: Any) -> ModelConfig:
-    """`tiny_model_config` of a `config.ModelSetup`'s `tiny_*` shape, with the embedding rows of `tokenizer`
-    rounded up to a multiple of 64."""
+def setup_model_config(shape: ToyModelConfig, tokenizer: Any) -> ModelConfig:
+    """`tiny_model_config` of the config's `toy_model` shape, with the embedding rows of `tokenizer` rounded up
+    to a multiple of 64."""
     return tiny_model_config(
         -(-len(tokenizer) // 64) * 64,
-        hidden=setup.tiny_hidden,
-        layers=setup.tiny_layers,
-        heads=setup.tiny_heads,
-        kv_heads=setup.tiny_kv_heads,
-        intermediate=setup.tiny_intermediate,
-        max_positions=setup.tiny_max_positions,
+        hidden=shape.hidden,
+        layers=shape.layers,
+        heads=shape.heads,
+        kv_heads=shape.kv_heads,
+        intermediate=shape.intermediate,
+        max_positions=shape.max_positions,
     )
 
 
@@ -150,12 +150,12 @@ def write_toy_base(
     the pretraining's final metrics (empty without it)."""
     from rstar_jax.toy.tokenizer import train_toy_tokenizer
 
-    m = cfg.model
-    tokenizer = train_toy_tokenizer(train, vocab_size=m.tiny_vocab)
+    m = cfg.toy_model
+    tokenizer = train_toy_tokenizer(train, vocab_size=m.vocab)
     config = setup_model_config(m, tokenizer)
     model = init_tiny_policy(config, cfg.seed)
     metrics: dict[str, float] = {}
-    if m.tiny_read_per_band:
+    if m.read_per_band:
         from rstar_jax.toy.reading import reading_examples, reading_problems
         from rstar_jax.train import sft_loss, split_by_problem
         from rstar_jax.train import train as train_loop
@@ -164,7 +164,7 @@ def write_toy_base(
             return tokenizer.encode(text, add_special_tokens=False)
 
         bands = tuple(b.value for b in cfg.toy.bands)
-        docs = reading_problems([*train, *test], m.tiny_read_per_band, cfg.seed, bands)
+        docs = reading_problems([*train, *test], m.read_per_band, cfg.seed, bands)
         examples = reading_examples(docs, encode, int(tokenizer.eos_token_id), cfg.pretrain.max_length)
         fit_ex, held = split_by_problem(examples, cfg.pretrain.eval_fraction, cfg.pretrain.seed)
         model, metrics = train_loop(
