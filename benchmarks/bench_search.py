@@ -187,12 +187,12 @@ def bench_driver(problems: int, rollouts: int, n: int, repeats: int) -> None:
     kernels = TreeKernels.build(cfg)
     policy = RandomStepPolicy(weights=(4.0, 2.0, 0.5, 0.7, 0.2, 0.2))
     args = (cfg, SearchMode.TEST, policy, FakeExecutor(), BoxGrader(), HashPPM(), 0, kernels)
-    BatchSearch(batch, *args).run()  # warm-up: compiles the kernels for this shape
+    BatchSearch(batch, *args).run_rollouts()  # warm-up: compiles the kernels for this shape
     runs = []
     for _ in range(repeats):
         gc.collect()
         t0 = time.perf_counter()
-        search = BatchSearch(batch, *args).run()
+        search = BatchSearch(batch, *args).run_rollouts()
         wall = time.perf_counter() - t0
         outside = sum(v for key, v in search.timings.items() if key != "kernel_s")
         runs.append((wall - outside, wall, outside, search))

@@ -15,6 +15,7 @@ from rstar_jax.config import (
     SearchConfig,
     TeacherConfig,
     ToyConfig,
+    ToyModelConfig,
     TrainConfig,
 )
 
@@ -43,16 +44,11 @@ def get_config() -> RunConfig:
         toy=ToyConfig(seed=0, train_per_band=4, test_per_band=2),
         model=ModelSetup(
             base=SCRATCH_BASE,  # the micro decoder and three reading steps, made in the run
-            tiny_vocab=384,
-            tiny_hidden=32,
-            tiny_layers=1,
-            tiny_heads=2,
-            tiny_kv_heads=1,
-            tiny_intermediate=64,
-            tiny_max_positions=512,
-            tiny_read_per_band=8,
             pool_slots=8192,
             max_rows=64,
+        ),
+        toy_model=ToyModelConfig(
+            vocab=384, hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, max_positions=512, read_per_band=8
         ),
         teacher=TeacherConfig(wrong_operand=0.1, wrong_operation=0.05, code_error=0.05, answer_error=0.0),
         search=SearchConfig(rollouts=2, samples_per_expansion=3, max_depth=6, max_step_tokens=32, batch_problems=16),

@@ -26,6 +26,7 @@ from rstar_jax.config import (
     SftInit,
     TeacherConfig,
     ToyConfig,
+    ToyModelConfig,
     TrainConfig,
 )
 
@@ -53,16 +54,12 @@ def get_config() -> RunConfig:
         last_round=4,
         toy=ToyConfig(seed=0, train_per_band=40, test_per_band=50),
         model=ModelSetup(
-            base="",  # the committed toy base; the tiny_* shape below is the one configs/toy_base.py pretrains
-            tiny_vocab=768,
-            tiny_hidden=128,
-            tiny_layers=4,
-            tiny_heads=4,
-            tiny_kv_heads=2,
-            tiny_intermediate=384,
-            tiny_max_positions=768,
+            base="",  # the committed toy base; `toy_model` below is the shape configs/toy_base.py pretrains
             pool_slots=65536,
             max_rows=512,
+        ),
+        toy_model=ToyModelConfig(
+            vocab=768, hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384, max_positions=768
         ),
         teacher=TeacherConfig(wrong_operand=0.12, wrong_operation=0.08, code_error=0.06, answer_error=0.04),
         search=SearchConfig(

@@ -33,7 +33,8 @@ def get_config() -> RunConfig:
         seed=0,
         workdir="workdir/toy_base",
         run_rounds=False,
-        model=dataclasses.replace(tiny.get_config().model, base=""),  # the shape tiny.py fine-tunes
+        model=dataclasses.replace(tiny.get_config().model, base=""),
+        toy_model=tiny.get_config().toy_model,  # the shape tiny.py fine-tunes
         toy_base=ToyBaseConfig(corpus_seed=0, corpus_per_band=20000, held_out_per_band=40, tokenizer_per_band=2000),
         pretrain=TrainConfig(
             steps=1000,

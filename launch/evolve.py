@@ -2,11 +2,12 @@
 
 Runs rstar_jax's self-evolution rounds on the configured problems. A thin absl main: it parses and validates the
 config (a misspelt key or an invalid value stops here, before any work), then hands over to
-`rstar_jax.pipeline.run`, which checks files and directories, takes the workdir's lock, then runs the stages.
+`rstar_jax.evolve.run.evolve`, which checks files and directories, takes the workdir's lock, then runs the stages.
 Any error a user can cause ends with one line `error: ...` and exit status 2 (`rstar_jax.cli`).
 """
 
-from rstar_jax import cli, pipeline
+from rstar_jax import cli
+from rstar_jax.evolve.run import evolve
 
 _CONFIG = cli.define_config_flag()
 
@@ -14,7 +15,7 @@ _CONFIG = cli.define_config_flag()
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    pipeline.run(cli.parsed_config(_CONFIG), program="evolve")
+    evolve(cli.parsed_config(_CONFIG))
 
 
 if __name__ == "__main__":

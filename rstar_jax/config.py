@@ -7,9 +7,9 @@ overrides and raises `ConfigError` naming the key, the value and what is allowed
 validation: library code never mutates it.
 
 Sections: `data` (problem files, benchmarks), `toy` (the embedded toy domain), `search` (MCTS), `execution` (the
-code executor), `grading` (answer checking), `model` (checkpoints and the toy's tiny decoder), `teacher` (the toy
-bootstrap teacher), `evolve` (the round recipe), `sft` and `ppm` (the two training loops), plus run-level fields
-(seed, workdir, rounds).
+code executor), `grading` (answer checking), `model` (checkpoints), `toy_model` (the toy's tiny decoder), `teacher`
+(the toy bootstrap teacher), `evolve` (the round recipe), `sft` and `ppm` (the two training loops), plus run-level
+fields (seed, workdir, rounds).
 """
 
 import dataclasses
@@ -37,6 +37,7 @@ __all__ = [
     "ToyBand",
     "ToyBaseConfig",
     "ToyConfig",
+    "ToyModelConfig",
     "TrainConfig",
     "UnvisitedRule",
     "to_dict",
@@ -205,12 +206,12 @@ class TeacherConfig:
 
 @dataclasses.dataclass(slots=True)
 class ModelSetup:
-    """The models of a run: the base checkpoint, the round-1 bootstrap policy, and the toy's tiny decoder."""
+    """The models of a run: the base checkpoint, the round-1 bootstrap policy, and how search loads them."""
 
     base: str = _field(
         "",
         "HF directory of the base model SFT starts from; '' = toy: the committed toy base (rstar_jax/toy/base, "
-        "`launch.pretrain`); 'scratch' = toy: a tiny decoder initialised in the run (`tiny_*`)",
+        "`launch.pretrain`); 'scratch' = toy: a tiny decoder initialised in the run (section `toy_model`)",
     )
     bootstrap: str = _field("", "round-1 policy: HF directory; '' = the toy teacher (toy) or `base` (real data)")
     endpoint: str = _field("", "round-1 policy served by an OpenAI-compatible completions API, e.g. http://h:8000/v1")
@@ -224,15 +225,21 @@ class ModelSetup:
         "their peak memory (a longer prompt goes alone)",
         ge=256,
     )
-    tiny_vocab: int = _field(512, "toy: BPE vocabulary size trained on the domain", ge=64)
-    tiny_hidden: int = _field(128, "toy: decoder width", ge=8)
-    tiny_layers: int = _field(4, "toy: decoder layers", ge=1)
-    tiny_heads: int = _field(4, "toy: attention heads", ge=1)
-    tiny_kv_heads: int = _field(2, "toy: key/value heads", ge=1)
-    tiny_intermediate: int = _field(384, "toy: MLP width", ge=8)
-    tiny_max_positions: int = _field(512, "toy: maximum sequence length", ge=64)
-    tiny_read_per_band: int = _field(
-        0, "toy: reading-pretraining documents per band for the tiny base (section `pretrain`); 0 = none", ge=0
+
+
+@dataclasses.dataclass(slots=True)
+class ToyModelConfig:
+    """The toy's tiny decoder, made by a run with `model.base=scratch` and by `launch.pretrain` (the toy base)."""
+
+    vocab: int = _field(512, "BPE vocabulary size trained on the domain", ge=64)
+    hidden: int = _field(128, "decoder width", ge=8)
+    layers: int = _field(4, "decoder layers", ge=1)
+    heads: int = _field(4, "attention heads", ge=1)
+    kv_heads: int = _field(2, "key/value heads", ge=1)
+    intermediate: int = _field(384, "MLP width", ge=8)
+    max_positions: int = _field(512, "maximum sequence length", ge=64)
+    read_per_band: int = _field(
+        0, "reading-pretraining documents per band for the scratch base (section `pretrain`); 0 = none", ge=0
     )
 
 
@@ -240,7 +247,7 @@ class ModelSetup:
 class ToyBaseConfig:
     """The committed toy base (`python -m launch.pretrain --config=configs/toy_base.py`): its corpus and export.
 
-    The model shape is `model.tiny_*`, the training `pretrain`; see `rstar_jax/toy/base_build.py`."""
+    The model shape is section `toy_model`, the training `pretrain`; see `rstar_jax/toy/base_build.py`."""
 
     corpus_seed: int = _field(0, "seed of the base corpus (the toy generator's 'base' split)")
     corpus_per_band: int = _field(20000, "code-format solutions per band in the base corpus", ge=1)
@@ -297,6 +304,7 @@ class RunConfig:
     execution: ExecutionConfig = _section(ExecutionConfig)
     grading: GradingConfig = _section(GradingConfig)
     model: ModelSetup = _section(ModelSetup)
+    toy_model: ToyModelConfig = _section(ToyModelConfig)
     teacher: TeacherConfig = _section(TeacherConfig)
     evolve: EvolveConfig = _section(EvolveConfig)
     pretrain: TrainConfig = _section(TrainConfig)
@@ -384,9 +392,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config.toy.bands = {cfg.toy.bands!r}: must be non-empty without repeats")
     if any(r < 1 for r in cfg.evolve.full_eval_rounds):
         raise ConfigError(f"config.evolve.full_eval_rounds = {cfg.evolve.full_eval_rounds!r}: rounds start at 1")
-    if cfg.model.tiny_read_per_band and (cfg.model.base != SCRATCH_BASE or cfg.data.train_file):
+    if cfg.toy_model.read_per_band and (cfg.model.base != SCRATCH_BASE or cfg.data.train_file):
         raise ConfigError(
-            f"config.model.tiny_read_per_band = {cfg.model.tiny_read_per_band}: reading pretraining makes the toy's "
+            f"config.toy_model.read_per_band = {cfg.toy_model.read_per_band}: reading pretraining makes the toy's "
             f"from-scratch tiny base; it needs config.model.base = {SCRATCH_BASE!r} and no config.data.train_file "
             "(or use 0)"
         )

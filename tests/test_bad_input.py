@@ -80,7 +80,7 @@ def _case_files(tmp: pathlib.Path) -> dict[str, str]:
     }
 
 
-NO_READING = "--config.model.tiny_read_per_band=0"
+NO_READING = "--config.toy_model.read_per_band=0"
 EVOLVE_CASES = [
     # (case id, extra args ({name} = a file from _case_files), culprits the message must name)
     ("negative", ["--config.search.rollouts=-3"], ["config.search.rollouts = -3"]),

@@ -62,6 +62,7 @@ def test_slots_reject_misspelt_attribute():
         ("sft", "decay", "cosin", "config.sft.decay = 'cosin': expected one of 'linear', 'cosine'"),
         ("ppm", "compute_dtype", "bfloat15", "config.ppm.compute_dtype = 'bfloat15': expected one of"),
         ("model", "dtype", "float8", "config.model.dtype = 'float8'"),
+        ("toy_model", "heads", 0, "config.toy_model.heads = 0: must be >= 1"),
     ],
 )
 def test_invalid_values_name_key_and_allowed(section, key, value, message):
@@ -76,13 +77,13 @@ def test_cross_field_rules():
     with pytest.raises(ConfigError, match="last_round"):
         validate(cfg)
     cfg = RunConfig()
-    cfg.model.tiny_read_per_band = 100
+    cfg.toy_model.read_per_band = 100
     with pytest.raises(ConfigError, match="needs config.model.base = 'scratch'"):
         validate(cfg)  # the committed toy base is already pretrained
     cfg.model.base = "scratch"
     validate(cfg)  # the toy from scratch: fine
     cfg.model.base = "/models/qwen"
-    with pytest.raises(ConfigError, match="config.model.tiny_read_per_band = 100"):
+    with pytest.raises(ConfigError, match="config.toy_model.read_per_band = 100"):
         validate(cfg)
     cfg = RunConfig()
     cfg.model.base, cfg.data.train_file = "scratch", "problems.jsonl"
@@ -146,6 +147,22 @@ def test_valid_overrides_pass_key_check():
             "--noconfig.search.first_answer_only",
         ]
     )
+
+
+def test_toy_model_section_is_overridden_by_nested_flags(capsys):
+    from absl import flags
+    from ml_collections import config_flags
+
+    argv = ["prog", "--config=configs/micro.py", "--config.toy_model.hidden=64", "--config.toy_model.read_per_band=0"]
+    fv = flags.FlagValues()
+    holder = config_flags.DEFINE_config_file("config", lock_config=False, flag_values=fv, sys_argv=argv)
+    cli.check_override_keys(argv)
+    fv(argv)
+    cfg = validate(holder.value)
+    assert (cfg.toy_model.hidden, cfg.toy_model.read_per_band, cfg.toy_model.layers) == (64, 0, 1)
+    with pytest.raises(SystemExit):  # the old flat `model.tiny_*` keys are gone
+        cli.check_override_keys(["prog", "--config=configs/micro.py", "--config.model.tiny_hidden=64"])
+    assert "unknown config key 'config.model.tiny_hidden'" in capsys.readouterr().err
 
 
 def _evolve(*args, tmp_path):

@@ -2,7 +2,7 @@
 
 `make demo` died in round 1's evaluation (issue 14): the PPM scored all 8 sampled trajectories of many
 problems, ~640 tokens each, in calls of 256 rows x 1,024 tokens. Here a randomly initialised policy and PPM of
-the tiny config's shape (its `model.tiny_*` sizes, lengths, `max_rows`, `pool_slots`, search settings, and a
+the tiny config's shape (its `toy_model` sizes, lengths, `max_rows`, `pool_slots`, search settings, and a
 `prefill_tokens` that 16 long texts exceed, see the fixture) evaluate a handful of toy problems: random steps
 run to the step-token limit, so the trajectories reach the model's length. Every prefill and decode program
 that runs is compiled once more for XLA's memory analysis and checked against `kv_pool.prefill_bytes_bound` /
@@ -18,7 +18,7 @@ from helpers_memory import MemoryProbe
 
 from rstar_jax.config import ConfigError, validate
 from rstar_jax.evolve.evaluate import METHODS, EvalModels, evaluate
-from rstar_jax.evolve.models import ModelCache
+from rstar_jax.evolve.model_cache import ModelCache
 from rstar_jax.models import PPM, save_ppm
 from rstar_jax.sampling import kv_pool
 from rstar_jax.search import ProjectGrader
@@ -40,9 +40,8 @@ def tiny_models(tmp_path_factory):
     # the default: the old single call (16 x 1,024, 0.87 GB of temporaries) is over its bound (0.64 GB).
     cfg.model.prefill_tokens = 4096
     splits = generate_toy_splits(ToySpec(train_per_band=20, test_per_band=2, seed=cfg.toy.seed))
-    m = cfg.model
-    tokenizer = train_toy_tokenizer(splits["train"], vocab_size=m.tiny_vocab)
-    config = setup_model_config(m, tokenizer)
+    tokenizer = train_toy_tokenizer(splits["train"], vocab_size=cfg.toy_model.vocab)
+    config = setup_model_config(cfg.toy_model, tokenizer)
     root = tmp_path_factory.mktemp("tiny_models")
     policy = write_tiny_model(root / "policy", tokenizer, config, seed=cfg.seed)
     save_ppm(PPM.from_policy(policy, nnx.Rngs(1)), root / "ppm", tokenizer=tokenizer)
@@ -67,7 +66,7 @@ def test_tiny_config_evaluation_completes_within_the_memory_bound(tiny_models, t
     assert all(c["all"]["total"] == len(problems) for c in counts.values())
 
     m, s = cfg.model, cfg.search
-    max_len = m.tiny_max_positions  # every prompt and scored text fits the model's positions
+    max_len = cfg.toy_model.max_positions  # every prompt and scored text fits the model's positions
     budget = m.prefill_tokens
     score_bound = kv_pool.prefill_bytes_bound(config, budget, max_len)
     scored = probe.calls["score"]

@@ -3,7 +3,7 @@
 import numpy as np
 
 from rstar_jax.data import Problem
-from rstar_jax.evolve.evaluate import _majority, band_counts
+from rstar_jax.evolve.evaluate import band_counts
 from rstar_jax.testing import BoxGrader
 from rstar_jax.train import Examples, split_by_problem
 
@@ -20,13 +20,6 @@ def test_band_counts_per_band_and_all():
         "all": {"correct": 2, "total": 3},
     }
     assert band_counts([_problem(0)], [False]) == {"all": {"correct": 0, "total": 1}}
-
-
-def test_majority_vote_groups_equivalent_answers_and_breaks_ties_by_first_seen():
-    grader = BoxGrader()
-    assert _majority(["3", None, "4", "4", "3", "4"], grader) == "4"
-    assert _majority(["5", "6"], grader) == "5"
-    assert _majority([None, None], grader) is None
 
 
 def test_split_by_problem_never_shares_a_problem_between_sides():

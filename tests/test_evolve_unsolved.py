@@ -102,7 +102,7 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_
             stages=stages,
             models=models,
         )
-        out = rounds._trees(ctx, R)
+        out = rounds.search_trees(ctx, R)
     assert ("policy", f"round_{R - 1}", cfg.search.temperature) in models.loaded
     assert ("ppm", f"round_{R - 1}") in models.loaded
 

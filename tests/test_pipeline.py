@@ -7,9 +7,11 @@ import sys
 
 import pytest
 
-from rstar_jax import pipeline
 from rstar_jax.config import RunConfig, ToyConfig, validate
 from rstar_jax.data import load_problems
+from rstar_jax.evolve import verify
+from rstar_jax.evolve.run import evolve
+from rstar_jax.evolve.stages import StageRefused
 from rstar_jax.workdir import ROUND_SUBDIRS, file_sha256
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -23,7 +25,7 @@ def _micro(tmp_path, **toy) -> RunConfig:
 
 
 def test_run_writes_layout_problems_and_verifies(tmp_path):
-    summary = pipeline.run(_micro(tmp_path))
+    summary = evolve(_micro(tmp_path))
     wd = tmp_path / "wd"
     for r in (1, 2):
         assert all((wd / f"round_{r}" / sub).is_dir() for sub in ROUND_SUBDIRS)
@@ -40,21 +42,21 @@ def test_run_writes_layout_problems_and_verifies(tmp_path):
 
 
 def test_rerun_reuses_and_changed_inputs_are_refused(tmp_path):
-    pipeline.run(_micro(tmp_path))
+    evolve(_micro(tmp_path))
     train_file = tmp_path / "wd" / "problems" / "train.jsonl"
     mtime = train_file.stat().st_mtime_ns
-    pipeline.run(_micro(tmp_path))
+    evolve(_micro(tmp_path))
     assert train_file.stat().st_mtime_ns == mtime, "finished stage was redone"
-    with pytest.raises(pipeline.StageRefused, match=r"toy.train_per_band: 4 -> 5"):
-        pipeline.run(_micro(tmp_path, train=5))
+    with pytest.raises(StageRefused, match=r"toy.train_per_band: 4 -> 5"):
+        evolve(_micro(tmp_path, train=5))
 
 
 def test_damaged_output_is_regenerated(tmp_path):
-    pipeline.run(_micro(tmp_path))
+    evolve(_micro(tmp_path))
     train_file = tmp_path / "wd" / "problems" / "train.jsonl"
     good = train_file.read_bytes()
     train_file.write_bytes(good[: len(good) // 2])
-    pipeline.run(_micro(tmp_path))
+    evolve(_micro(tmp_path))
     assert train_file.read_bytes() == good
 
 
@@ -63,7 +65,7 @@ def test_train_file_source(tmp_path):
     src.write_text('{"question": "What is 2+3?", "answer": "5"}\n{"question": "What is 2*3?", "answer": "6"}\n')
     cfg = _micro(tmp_path)
     cfg.data.train_file = str(src)
-    summary = pipeline.run(cfg)
+    summary = evolve(cfg)
     assert summary["problems"] == {"train": 2, "test": 0}
     assert "verify" not in summary
 
@@ -96,7 +98,6 @@ def test_demo_command_end_to_end(tmp_path):
 def test_verify_fails_loudly_on_a_wrong_gold_answer(tmp_path):
     import dataclasses
 
-    from rstar_jax import verify
     from rstar_jax.toy import ToySpec, generate_toy_splits
 
     cfg = _micro(tmp_path)

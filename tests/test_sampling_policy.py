@@ -9,8 +9,8 @@ from helpers_hf import TINY_VOCAB, make_hf_model, ragged_batch
 from test_sampling_helpers import byte_bpe_tokenizer
 
 from rstar_jax.interfaces import FinishReason, Policy, Step
-from rstar_jax.models import MeshConfig, load_decoder, make_mesh
-from rstar_jax.sampling import FlaxPolicy, SamplingParams, sample_tokens
+from rstar_jax.models import PPM, MeshConfig, init_model, load_decoder, make_mesh
+from rstar_jax.sampling import FlaxPolicy, FlaxPPMScorer, SamplingParams, kv_pool, sample_tokens
 
 NEW = 64
 
@@ -190,3 +190,25 @@ def test_a_prompt_without_room_for_max_tokens_ends_there_and_the_others_still_ru
     assert steps[0] == steps[2] == policy.generate([short], n=3, stop=["e"], max_tokens=8, seed=[1])[0]
     with pytest.raises(ValueError, match="must fit"):  # the token-level API still refuses it
         policy.generate_ids([tok(long)["input_ids"]], 1, 8, seed=[0])
+
+
+def test_row_buckets_round_up_to_the_meshs_batch_shards(hf_pair, tmp_path):
+    """3 prompts would bucket to 3 rows, which a (data=2, fsdp=2) mesh cannot split: rows round up to 4, the
+    padding rows are dropped, and the tokens match the unsharded policy; likewise the PPM scorer's rows."""
+    hf, greedy_policy, _ = hf_pair["qwen2"]
+    hf.save_pretrained(str(tmp_path))
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    sharded = load_decoder(tmp_path, mesh=mesh)
+    ppm = init_model(PPM, sharded.config, 0, mesh=mesh)
+    prompts = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
+    expected = greedy_policy.generate_ids(prompts, 1, 20, seed=[0, 1, 2])
+    assert kv_pool.row_multiple() == 1
+    with jax.set_mesh(mesh):
+        assert kv_pool.row_multiple() == 4
+        policy = FlaxPolicy(sharded, _NoTokenizer(), SamplingParams(0.0), pool_slots=512, eos_ids=())
+        assert policy.generate_ids(prompts, 1, 20, seed=[0, 1, 2]) == expected
+        scorer = FlaxPPMScorer(ppm, None, pool_slots=512)
+        values = [scorer.score_ids(prompts[:1]), scorer.score_ids(prompts)]  # 1 row would not split either
+    unsharded = FlaxPPMScorer(init_model(PPM, sharded.config, 0), None, pool_slots=512)
+    np.testing.assert_allclose(values[0], unsharded.score_ids(prompts[:1]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(values[1], unsharded.score_ids(prompts), rtol=1e-5, atol=1e-6)

@@ -34,6 +34,7 @@ def test_bucket_rows_steps_by_powers_of_two_and_one_and_a_half_times_them():
     got = [kv_pool.bucket_rows(n) for n in (1, 2, 3, 4, 5, 6, 7, 9, 13, 17, 25, 90, 97, 129)]
     assert got == [1, 2, 3, 4, 6, 6, 8, 12, 16, 24, 32, 96, 128, 192]
     assert kv_pool.bucket_rows(3, minimum=8) == 8 and kv_pool.bucket_rows(9, minimum=8) == 12
+    assert [kv_pool.bucket_rows(n, multiple=4) for n in (1, 3, 5, 9, 13)] == [4, 4, 8, 12, 16]
 
 
 def test_greedy_rows_ending_at_different_times_match_transformers(qwen2, shrink_to_one_row):

@@ -2,6 +2,7 @@
 
 import collections
 
+import numpy as np
 import pytest
 
 from rstar_jax.config import SearchConfig
@@ -10,7 +11,7 @@ from rstar_jax.execution import Executor
 from rstar_jax.interfaces import FinishReason, Step
 from rstar_jax.search import baselines, build_prompt
 from rstar_jax.search.steps import STEP_END
-from rstar_jax.search.trajectories import beam_search, sample_trajectories
+from rstar_jax.search.trajectories import Trajectory, beam_search, sample_trajectories
 from rstar_jax.testing import BoxGrader, FakeExecutor, HashPPM, RandomStepPolicy, ScriptedToyPolicy
 from rstar_jax.toy import generate_problems
 
@@ -47,6 +48,35 @@ def _majority(answers):
 
 def test_group_answers_uses_equivalence_in_first_seen_order():
     assert baselines.group_answers(["1", "2", " 1", "3", "2"], BoxGrader()) == [[0, 2], [1, 4], [3]]
+
+
+def _answered(*answers):
+    return [Trajectory((), a, f"t{i}") for i, a in enumerate(answers)]
+
+
+def test_majority_answer_groups_equivalent_answers_and_breaks_ties_by_first_seen():
+    grader = BoxGrader()
+    assert baselines.majority_answer(_answered("3", None, "4", " 4", "3", "4"), grader) == "4"
+    assert baselines.majority_answer(_answered("5", "6"), grader) == "5"
+    assert baselines.majority_answer(_answered(None, None), grader) is None
+
+
+def test_best_scored_answer_ignores_trajectories_without_an_answer_and_keeps_the_first_on_ties():
+    assert baselines.best_scored_answer(_answered("1", None, "2", "3"), [0.5, 0.9, 0.7, 0.7]) == "2"
+    assert baselines.best_scored_answer(_answered(None, None), [0.1, 0.2]) is None
+
+
+def test_score_trajectories_scores_each_trajectory_once_in_one_call():
+    calls = []
+
+    class CountingPPM:
+        def score(self, texts):
+            calls.append(list(texts))
+            return np.arange(len(texts), dtype=np.float32)
+
+    runs = [_answered("1", "2"), _answered("3"), _answered()]
+    assert baselines.score_trajectories(runs, CountingPPM()) == [[0.0, 1.0], [2.0], []]
+    assert calls == [["t0", "t1", "t0"]]
 
 
 def test_greedy_solves_toy_problems_with_the_error_free_teacher():

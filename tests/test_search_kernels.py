@@ -214,5 +214,5 @@ def test_a_whole_search_compiles_each_kernel_once():
         problems = [Problem(f"c/{salt}/{i}", f"Q{salt}-{i}", "1") for i in range(4)]
         BatchSearch(
             problems, cfg, SearchMode.TEST, RandomStepPolicy(), FakeExecutor(), BoxGrader(), HashPPM(), 0, kernels
-        ).run()
+        ).run_rollouts()
     assert (kernels.select._cache_size(), kernels.step._cache_size()) == (1, 1)

@@ -155,7 +155,7 @@ class OracleSearch:
             elif self.mode != "terminal":
                 child.update(float(self.ppm.score([prompt + child.text])[0]))
 
-    def run(self):
+    def run_rollouts(self):
         for rollout in range(self.cfg.rollouts):
             current = self.select(self.root)
             for _ in range(self.cfg.max_depth):
@@ -210,11 +210,11 @@ def test_driver_matches_plain_python_oracle(mode, setting):
     ours = []
     for lo in range(0, len(problems), cfg.batch_problems):
         batch = problems[lo : lo + cfg.batch_problems]
-        search = BatchSearch(batch, cfg, mode, policy, FakeExecutor(), grader, ppm, 7, kernels).run()
+        search = BatchSearch(batch, cfg, mode, policy, FakeExecutor(), grader, ppm, 7, kernels).run_rollouts()
         ours.extend(batch_records(search))
     sizes = []
     for problem, record in zip(problems, ours, strict=True):
-        expected = OracleSearch(problem, cfg, mode.value, policy, FakeExecutor(), grader, ppm, 7).run().tree()
+        expected = OracleSearch(problem, cfg, mode.value, policy, FakeExecutor(), grader, ppm, 7).run_rollouts().tree()
         got = record["rstar"]
         assert set(got) == set(expected), problem.id
         for tag, (text, visits, q, value, terminal, kind, final_answer) in expected.items():

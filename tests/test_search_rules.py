@@ -48,7 +48,7 @@ def _search(policy, mode=SearchMode.TERMINAL, problem=PROBLEM, executor=None, pp
     ppm = ppm if ppm is not None else HashPPM()
     search = BatchSearch(
         [problem], cfg, mode, policy, executor or FakeExecutor(), BoxGrader(), ppm, 0, TreeKernels.build(cfg)
-    ).run()
+    ).run_rollouts()
     return batch_records(search)[0]["rstar"], search
 
 
@@ -162,13 +162,13 @@ def test_one_executor_batch_per_depth_step_and_seeds_independent_of_batch():
     kernels = TreeKernels.build(cfg)
     executor, policy = FakeExecutor(), RandomStepPolicy()
     together = BatchSearch(problems, cfg, SearchMode.TERMINAL, policy, executor, BoxGrader(), None, 3, kernels)
-    together = batch_records(together.run())
+    together = batch_records(together.run_rollouts())
     assert len(executor.batches) <= len(policy.calls)  # one policy call and at most one run_batch per depth step
     assert max(len({p.split("Q")[1][0] for p in batch}) for batch in policy.calls) > 1
     for problem, record in zip(problems, together, strict=True):
         alone = BatchSearch(
             [problem], cfg, SearchMode.TERMINAL, policy, FakeExecutor(), BoxGrader(), None, 3, kernels
-        ).run()
+        ).run_rollouts()
         assert batch_records(alone)[0] == record
 
 

@@ -26,9 +26,8 @@ def _micro_base_config(tmp_path: Path, steps: int = 3):
         workdir=str(tmp_path / "work"),
         progress_bars=False,
         compile_cache="",
-        model=dataclasses.replace(
-            importlib.import_module("configs.micro").get_config().model, base="", tiny_read_per_band=0
-        ),
+        model=dataclasses.replace(importlib.import_module("configs.micro").get_config().model, base=""),
+        toy_model=dataclasses.replace(importlib.import_module("configs.micro").get_config().toy_model, read_per_band=0),
         toy_base=ToyBaseConfig(
             corpus_per_band=12, held_out_per_band=1, tokenizer_per_band=12, out=str(tmp_path / "base")
         ),
@@ -74,11 +73,11 @@ def test_launch_pretrain_runs_a_timed_piece(tmp_path):
         "--config.toy_base.held_out_per_band=0",
         "--config.toy_base.tokenizer_per_band=6",
         "--config.toy_base.minutes=0.0001",
-        "--config.model.tiny_layers=1",
-        "--config.model.tiny_hidden=32",
-        "--config.model.tiny_heads=2",
-        "--config.model.tiny_kv_heads=1",
-        "--config.model.tiny_vocab=384",
+        "--config.toy_model.layers=1",
+        "--config.toy_model.hidden=32",
+        "--config.toy_model.heads=2",
+        "--config.toy_model.kv_heads=1",
+        "--config.toy_model.vocab=384",
         "--config.pretrain.batch_size=2",
         "--config.compile_cache=",
         "--config.progress_bars=false",

@@ -11,10 +11,10 @@ import pytest
 
 from rstar_jax.config import RunConfig, TrainConfig
 from rstar_jax.data import normalize_question
-from rstar_jax.evolve.models import write_toy_base
 from rstar_jax.models import load_decoder
 from rstar_jax.toy import BANDS, ToySpec, generate_toy_splits
 from rstar_jax.toy.reading import READ_SPLIT, reading_document, reading_examples, reading_problems
+from rstar_jax.toy.tiny_model import write_toy_base
 
 SPLITS = generate_toy_splits(ToySpec(train_per_band=6, test_per_band=4, seed=3))
 
@@ -60,7 +60,7 @@ def test_base_stage_pretrains_and_resumes(tmp_path):
     from configs import micro
 
     cfg: RunConfig = micro.get_config()
-    cfg.model.tiny_read_per_band = 4
+    cfg.toy_model.read_per_band = 4
     cfg.pretrain = TrainConfig(
         steps=3, batch_size=4, max_length=128, learning_rate=1e-2, compute_dtype="float32", save_every=1, log_every=1
     )
@@ -71,13 +71,13 @@ def test_base_stage_pretrains_and_resumes(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "work" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3]
     trained = load_decoder(tmp_path / "model")
-    cfg.model.tiny_read_per_band = 0
+    cfg.toy_model.read_per_band = 0
     write_toy_base(cfg, train, test, tmp_path / "scratch", tmp_path / "unused")
     scratch = load_decoder(tmp_path / "scratch")
     assert not np.allclose(np.asarray(trained.trunk.embed[...]), np.asarray(scratch.trunk.embed[...]))
     assert not (tmp_path / "unused").exists()
     # A rerun (what a resumed stage does) restores the finished checkpoint instead of training again.
-    cfg.model.tiny_read_per_band = 4
+    cfg.toy_model.read_per_band = 4
     write_toy_base(cfg, train, test, tmp_path / "again", tmp_path / "work")
     again = load_decoder(tmp_path / "again")
     np.testing.assert_array_equal(np.asarray(again.trunk.embed[...]), np.asarray(trained.trunk.embed[...]))

@@ -193,3 +193,12 @@ def test_bf16_compute_keeps_fp32_master_and_tracks_fp32_loss(tmp_path):
         assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.to_pure_dict(nnx.state(model))))
     np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=2e-2)
     assert losses["bfloat16"] != losses["float32"]  # the bf16 path really ran in bf16
+
+
+def test_a_batch_the_mesh_cannot_split_is_an_error_naming_the_array():
+    from rstar_jax.train.loop import _batch_shardings
+
+    mesh = make_mesh(MeshConfig(2, 2, 2))
+    assert _batch_shardings({"tokens": np.zeros((1, 8, 4), np.int32)}, mesh)["tokens"].spec[1] == ("data", "fsdp")
+    with pytest.raises(ValueError, match=r"batch array 'tokens'.*\('act_batch', 6\).*size 4"):
+        _batch_shardings({"tokens": np.zeros((1, 6, 4), np.int32)}, mesh)

@@ -26,15 +26,13 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from absl import logging
 
 from rstar_jax.config import RunConfig
 from rstar_jax.data import Problem
 from rstar_jax.interfaces import Policy, ValueModel
-from rstar_jax.search import Grader, SearchMode, is_correct, read_records, run_search, sample_trajectories
-from rstar_jax.search.baselines import group_answers
+from rstar_jax.search import Grader, SearchMode, baselines, is_correct, read_records, run_search, sample_trajectories
 from rstar_jax.search.driver import Runner
 from rstar_jax.search.steps import derive_seed
 from rstar_jax.workdir import write_json
@@ -69,15 +67,6 @@ def band_counts(problems: Sequence[Problem], correct: Sequence[bool]) -> Counts:
     return out
 
 
-def _majority(answers: Sequence[str | None], grader: Grader) -> str | None:
-    kept = [a for a in answers if a is not None]
-    if not kept:
-        return None
-    groups = group_answers(kept, grader)
-    best = max(range(len(groups)), key=lambda g: (len(groups[g]), -g))  # first group wins ties
-    return kept[groups[best][0]]
-
-
 class _Evaluator:
     def __init__(self, problems, models, cfg, executor, grader, out_dir):
         self.problems, self.models, self.cfg = list(problems), models, cfg
@@ -105,30 +94,31 @@ class _Evaluator:
         logging.info("evaluate: reusing %s", path)
         return [bool(r["correct"]) for r in rows]
 
-    def _trajectories(self, policy: Policy, num: int) -> list[list[Any]]:
-        return sample_trajectories(
+    def greedy(self) -> list[bool]:
+        predictions = baselines.greedy(
             self.problems,
-            num,
             cfg=self.cfg.search,
-            policy=policy,
+            policy=self.models.greedy_policy(),
             executor=self.executor,
             grader=self.grader,
             run_seed=self.seed,
         )
-
-    def greedy(self) -> list[bool]:
-        runs = self._trajectories(self.models.greedy_policy(), 1)
-        return self._save("greedy", [t[0].answer for t in runs])
+        return self._save("greedy", [p.answer for p in predictions])
 
     def votes(self) -> tuple[list[bool], list[bool]]:
-        runs = self._trajectories(self.models.sampling_policy(), self.samples)
-        ppm = self.models.ppm()
-        scores = ppm.score([t.text for ts in runs for t in ts]).tolist()
-        majority, best = [], []
-        for i, ts in enumerate(runs):
-            majority.append(_majority([t.answer for t in ts], self.grader))
-            scored = [(t.answer, scores[i * self.samples + j]) for j, t in enumerate(ts) if t.answer is not None]
-            best.append(max(scored, key=lambda c: c[1])[0] if scored else None)
+        """Majority vote and best-of-N over the same sampled trajectories [P][N], each PPM-scored once."""
+        runs = sample_trajectories(
+            self.problems,
+            self.samples,
+            cfg=self.cfg.search,
+            policy=self.models.sampling_policy(),
+            executor=self.executor,
+            grader=self.grader,
+            run_seed=self.seed,
+        )
+        scores = baselines.score_trajectories(runs, self.models.ppm())
+        majority = [baselines.majority_answer(ts, self.grader) for ts in runs]
+        best = [baselines.best_scored_answer(ts, ss) for ts, ss in zip(runs, scores, strict=True)]
         return self._save("majority_vote", majority), self._save("best_of_n", best)
 
     def mcts(self, method: str, policy: Policy) -> list[bool]:

@@ -1,6 +1,11 @@
-"""One self-evolution round: trees -> extract -> policy SFT -> PPM -> evaluate -> report, each a resumable stage.
+"""The stages of a self-evolution round: trees -> extract -> policy SFT -> PPM -> evaluate -> report, each
+resumable; `evolve.run.evolve` calls them in that order, after the base model's stage.
 
-    metrics = run_round(ctx, r)
+    with round_context(cfg, run_dir, splits, problems_digest, stages, base) as ctx:
+        trees = search_trees(ctx, r); data = extract_data(ctx, r, trees)
+        sft = train_policy(ctx, r, data); ppm = train_ppm(ctx, r, data, sft)
+        metrics = round_report(ctx, r, trees, data, ppm, evaluate(ctx, r, sft, ppm))
+    cumulative_report(run_dir)
 
 Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`, see `stages`):
 
@@ -12,6 +17,9 @@ Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`
     eval/      one JSON of predictions per method, MCTS tree files
     report/    round_<r>.{md,json,png}
 
+The cumulative report (`<workdir>/report/`) covers every round of the workdir that has one, so `configs/round2.py`
+run after `configs/round1.py` on the same workdir reports both.
+
 Who searches (paper §3.4.2, Part A "rounds"): round 1 the bootstrap policy, terminal-guided, with
 `evolve.bootstrap_rollouts`; round r >= 2 the round r-1 policy with `search.rollouts`, and from round
 `evolve.ppm_from_round` on the round r-1 PPM initialises new children's Q. The last paper round (4) then
@@ -20,8 +28,10 @@ searches the still-unsolved problems again with `evolve.unsolved_rollouts` rollo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +41,30 @@ from rstar_jax import extract
 from rstar_jax.config import RunConfig, SftInit, to_dict
 from rstar_jax.data import Problem
 from rstar_jax.evolve import evaluate as evaluation
-from rstar_jax.evolve.models import ModelCache, bootstrap_identity, bootstrap_policy
+from rstar_jax.evolve import report
+from rstar_jax.evolve.inputs import Splits
+from rstar_jax.evolve.model_cache import ModelCache, bootstrap_identity, bootstrap_policy
 from rstar_jax.evolve.stages import Stages, digest
-from rstar_jax.search import SearchMode, read_records, run_search
+from rstar_jax.execution import Executor
+from rstar_jax.search import ProjectGrader, SearchMode, read_records, run_search
 from rstar_jax.search.driver import Runner
 from rstar_jax.search.grader import Grader
 from rstar_jax.search.steps import derive_seed
 from rstar_jax.train import Kind, fit
 from rstar_jax.workdir import RunDir, write_json
 
-__all__ = ["RoundContext", "run_round"]
+__all__ = [
+    "Base",
+    "RoundContext",
+    "cumulative_report",
+    "evaluate",
+    "extract_data",
+    "round_context",
+    "round_report",
+    "search_trees",
+    "train_policy",
+    "train_ppm",
+]
 
 UNSOLVED_ROUND = 4
 
@@ -60,6 +84,38 @@ class RoundContext:
     grader: Grader
     stages: Stages
     models: ModelCache
+
+
+Base = tuple[Path, str]  # a model to start from: its HF directory and its fingerprint
+
+
+@contextlib.contextmanager
+def round_context(
+    cfg: RunConfig, run_dir: RunDir, splits: Splits, problems_digest: str, stages: Stages, base: Base
+) -> Iterator[RoundContext]:
+    """What the rounds share, with the sandboxed executor's worker pool open until the context exits."""
+    ex = cfg.execution
+    executor = Executor(
+        timeout_s=ex.timeout_s,
+        memory_mb=ex.memory_mb,
+        max_output_chars=ex.max_output_chars,
+        workers=ex.workers or None,
+        round_floats=ex.round_floats,
+    )
+    with executor:
+        yield RoundContext(
+            cfg=cfg,
+            run_dir=run_dir,
+            train=splits.train,
+            test=splits.test,
+            problems_digest=problems_digest,
+            base_dir=base[0],
+            base_digest=base[1],
+            executor=executor,
+            grader=ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction),
+            stages=stages,
+            models=ModelCache(cfg),
+        )
 
 
 def _solved(record: dict[str, Any]) -> bool:
@@ -92,7 +148,8 @@ def _previous(ctx: RoundContext, r: int, stage: str) -> tuple[Path, dict[str, An
     return stage_dir, outputs
 
 
-def _trees(ctx: RoundContext, r: int) -> dict[str, Any]:
+def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
+    """Stage `round_<r>/trees`: one MCTS tree per training problem (module docstring: who searches)."""
     cfg, rd = ctx.cfg, ctx.run_dir.round(r)
     rollouts = cfg.evolve.bootstrap_rollouts if r == 1 else cfg.search.rollouts
     use_ppm = r >= cfg.evolve.ppm_from_round
@@ -145,7 +202,8 @@ def _trees(ctx: RoundContext, r: int) -> dict[str, Any]:
     return ctx.stages.run(rd.trees, f"round_{r}/trees", inputs, body)
 
 
-def _extract(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, Any]:
+def extract_data(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, Any]:
+    """Stage `round_<r>/extract`: the policy's SFT records and the PPM's preference pairs from the round's trees."""
     cfg, rd = ctx.cfg, ctx.run_dir.round(r)
     data_dir = rd.data
     replay = cfg.evolve.sft_replay and r > 1
@@ -176,7 +234,7 @@ def _extract(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, Any]
     return ctx.stages.run(data_dir, f"round_{r}/extract", inputs, body)
 
 
-def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: tuple[Path, str]) -> dict[str, Any]:
+def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: Base) -> dict[str, Any]:
     cfg, rd = ctx.cfg, ctx.run_dir.round(r)
     stage_dir = rd.sft if kind is Kind.SFT else rd.ppm
     train_cfg = cfg.sft if kind is Kind.SFT else cfg.ppm
@@ -202,14 +260,25 @@ def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: tu
     return ctx.stages.run(stage_dir, f"round_{r}/{kind.value}", inputs, body)
 
 
-def _sft_init(ctx: RoundContext, r: int) -> tuple[Path, str]:
+def train_policy(ctx: RoundContext, r: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Stage `round_<r>/sft`: the round's policy, fine-tuned on its SFT records from `evolve.sft_init`."""
+    return _train(ctx, r, Kind.SFT, data, _sft_init(ctx, r))
+
+
+def train_ppm(ctx: RoundContext, r: int, data: dict[str, Any], sft: dict[str, Any]) -> dict[str, Any]:
+    """Stage `round_<r>/ppm`: the round's PPM, trained on its preference pairs from the round's policy."""
+    return _train(ctx, r, Kind.PPM, data, (ctx.run_dir.round(r).sft / "policy", digest(sft)))
+
+
+def _sft_init(ctx: RoundContext, r: int) -> Base:
     if r == 1 or ctx.cfg.evolve.sft_init is SftInit.BASE:
         return ctx.base_dir, ctx.base_digest
     stage_dir, outputs = _previous(ctx, r, "sft")
     return stage_dir / "policy", digest(outputs)
 
 
-def _evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any]) -> dict[str, Any]:
+def evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any]) -> dict[str, Any]:
+    """Stage `round_<r>/evaluate`: the round's policy and PPM on the held-out problems (`evolve.evaluate`)."""
     cfg, rd = ctx.cfg, ctx.run_dir.round(r)
     eval_dir = rd.eval
     problems = ctx.test[: cfg.evolve.eval_problems or None]
@@ -255,24 +324,20 @@ def _covered(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, bool
     return {p.id: p.id in solved for p in ctx.train}
 
 
-def run_round(ctx: RoundContext, r: int) -> dict[str, Any]:
-    """Runs (or resumes, or skips) every stage of round `r`; returns the round's report metrics.
+def round_report(
+    ctx: RoundContext, r: int, trees: dict[str, Any], data: dict[str, Any], ppm: dict[str, Any], ev: dict[str, Any]
+) -> dict[str, Any]:
+    """Writes round `r`'s report (`round_<r>/report/`) from its stages' outputs; returns the report's metrics.
 
     Besides the count tables, `per_problem` holds `{"coverage" | method: {problem_id: correct}}` (training problems
     for coverage, held-out ones for the methods) and `problem_bands` `{problem_id: band}`: the report pairs them.
     """
-    logging.info("round %d: start", r)
-    trees = _trees(ctx, r)
-    data = _extract(ctx, r, trees)
-    sft = _train(ctx, r, Kind.SFT, data, _sft_init(ctx, r))
-    ppm = _train(ctx, r, Kind.PPM, data, (ctx.run_dir.round(r).sft / "policy", digest(sft)))
-    ev = _evaluate(ctx, r, sft, ppm)
     methods = ev["metrics"]
     names = ("trees", "extract", "sft", "ppm", "evaluate")
     per_problem = {"coverage": _covered(ctx, r, trees), **evaluation.per_problem(ctx.run_dir.round(r).eval)}
     ids = set().union(*per_problem.values())
     bands = {p.id: str(p.extra["band"]) for p in (*ctx.train, *ctx.test) if p.id in ids and p.extra.get("band")}
-    return {
+    metrics = {
         "round": r,
         "coverage": trees["metrics"]["coverage"],
         "policy_greedy": methods.get("greedy"),
@@ -285,3 +350,16 @@ def run_round(ctx: RoundContext, r: int) -> dict[str, Any]:
         "per_problem": per_problem,
         "problem_bands": bands,
     }
+    report.write_round_report(ctx.run_dir.round(r).report, metrics)
+    system = (metrics.get("system") or {}).get("all")
+    logging.info("round %d done: MCTS+PPM held-out %s; report in %s", r, system, ctx.run_dir.round(r).report)
+    return metrics
+
+
+def cumulative_report(run_dir: RunDir) -> None:
+    """Writes `<workdir>/report/` over every round of the workdir that has a report (module docstring)."""
+    found = [
+        json.loads(p.read_text(encoding="utf-8")) for p in sorted(run_dir.root.glob("round_*/report/round_*.json"))
+    ]
+    cumulative = report.write_cumulative_report(run_dir.root / "report", sorted(found, key=lambda m: m["round"]))
+    logging.info("report: %s", {k: str(v) for k, v in cumulative.items()})

@@ -1,40 +1,130 @@
-"""The self-evolution loop: the base model, then rounds `first_round..last_round`, then the cumulative report.
+"""What `launch.evolve` runs: every stage of a run, in order, each resumable from the workdir.
 
-    summaries = run_rounds(cfg, run_dir, train, test, problems_digest)
+    summary = evolve(cfg)  # cfg: a validated RunConfig
+
+1. `preflight` (`evolve.inputs`) checks what the config points at, writing nothing; then the run takes the
+   workdir's lock (`WorkdirLock`: one run per workdir).
+2. `problems`, `benchmarks` (`evolve.inputs`): the training and held-out problems, and the evaluation benchmarks.
+3. `verify` (`evolve.verify`, toy domain only): every problem's intended computation written as rStar code steps,
+   executed in the sandboxed executor and graded against the gold answer: an end-to-end check of data, executor
+   and grader before any model time is spent.
+4. `base`: the base model (below), then the self-evolution rounds `first_round..last_round` (`evolve.rounds`):
+   trees, extraction, policy SFT, PPM, evaluation and report per round, then the cumulative report.
+A summary goes to `<workdir>/report.json`; the rounds' report to `<workdir>/report/report.md`.
 
 The base model: on the toy domain the committed toy base (`rstar_jax/toy/base`, checked against the sha256 of its
 manifest), or with `model.base=scratch` a stage of its own (`<workdir>/base/`): a BPE tokenizer trained on the
 training split and a from-scratch tiny decoder; on real data `model.base` (an HF directory, fingerprinted by
-its file names, sizes and modification times rather than hashed: checkpoints are tens of GB). Each round writes
-its report to `round_<r>/report/`; the cumulative report (`<workdir>/report/`) covers every round of the
-workdir that has one, so `configs/round2.py` run after `configs/round1.py` on the same workdir reports both.
+its file names, sizes and modification times rather than hashed: checkpoints are tens of GB).
+
+A run refused by a stage (`StageRefused`) leaves the workdir as it found it (its `config.json` is put back and the
+directories it made are removed); only the log file records the refusal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from absl import logging
 
 from rstar_jax.config import SCRATCH_BASE, RunConfig, to_dict
-from rstar_jax.data import Problem
-from rstar_jax.evolve import report
-from rstar_jax.evolve.models import ModelCache, write_toy_base
-from rstar_jax.evolve.rounds import RoundContext, run_round
-from rstar_jax.evolve.stages import Stages, digest
-from rstar_jax.execution import Executor
-from rstar_jax.search import ProjectGrader
-from rstar_jax.workdir import LOG_FILE_ONLY, RunDir
+from rstar_jax.evolve.inputs import Splits, check_benchmarks, preflight, prepare_problems
+from rstar_jax.evolve.stages import StageRefused, Stages, digest
+from rstar_jax.evolve.verify import verify_toy_solutions
+from rstar_jax.workdir import (
+    LOG_FILE_ONLY,
+    RunDir,
+    WorkdirLock,
+    atomic_write_bytes,
+    file_sha256,
+    setup_logging,
+    write_json,
+)
 
-__all__ = ["run_rounds"]
+__all__ = ["evolve"]
+
+PROGRAM = "evolve"  # the log file's name: <workdir>/logs/evolve.log
 
 
-def _base(
-    cfg: RunConfig, run_dir: RunDir, splits: tuple[list[Problem], list[Problem]], stages: Stages, digest_in: str
+def evolve(cfg: RunConfig) -> dict[str, Any]:
+    """Runs (or resumes) every stage for a validated config; returns (and writes) the run summary.
+
+    Raises `ConfigError` (preflight), `WorkdirBusy` (another run holds the workdir) or `StageRefused` before
+    changing the workdir."""
+    loaded = preflight(cfg)
+    with _claimed_workdir(cfg) as run_dir:
+        splits = prepare_problems(cfg, run_dir, loaded)
+        write_json(run_dir.root / "config.json", to_dict(cfg))
+        summary: dict[str, Any] = {
+            "workdir": str(run_dir.root),
+            "problems": {"train": len(splits.train), "test": len(splits.test)},
+            "benchmarks": check_benchmarks(cfg),
+        }
+        if not cfg.data.train_file:
+            summary["verify"] = verify_toy_solutions(cfg, splits.train + splits.test)
+        if cfg.run_rounds:
+            from rstar_jax.evolve import rounds  # models and the sampling engine load only when rounds run
+
+            problems_digest = file_sha256(run_dir.problems / "manifest.json")
+            stages = Stages(force=cfg.evolve.force)
+            base = _base_model(cfg, run_dir, splits, stages, problems_digest)
+            summary["rounds"] = {}
+            with rounds.round_context(cfg, run_dir, splits, problems_digest, stages, base) as ctx:
+                for r in range(cfg.first_round, cfg.last_round + 1):
+                    logging.info("round %d: start", r)
+                    trees = rounds.search_trees(ctx, r)
+                    data = rounds.extract_data(ctx, r, trees)
+                    sft = rounds.train_policy(ctx, r, data)
+                    ppm = rounds.train_ppm(ctx, r, data, sft)
+                    ev = rounds.evaluate(ctx, r, sft, ppm)
+                    metrics = rounds.round_report(ctx, r, trees, data, ppm, ev)
+                    summary["rounds"][str(r)] = {"system": metrics["system"], "coverage": metrics["coverage"]}
+                    rd = run_dir.round(r)  # the models the next round may use stay loaded
+                    ctx.models.retain([rd.sft / "policy", rd.ppm / "model", run_dir.round(1).sft / "policy"])
+            rounds.cumulative_report(run_dir)
+            if stages.redone:
+                logging.warning("stages redone because their inputs or files changed: %s", stages.redone)
+            logging.info("config: %s", json.dumps(to_dict(cfg.evolve)), extra=LOG_FILE_ONLY)
+            summary["report"] = str(run_dir.root / "report" / "report.md")
+        write_json(run_dir.root / "report.json", summary)
+        logging.info("summary: %s", json.dumps(summary), extra=LOG_FILE_ONLY)
+    return summary
+
+
+@contextlib.contextmanager
+def _claimed_workdir(cfg: RunConfig) -> Iterator[RunDir]:
+    """The workdir, locked, with its directories and log file; a refused run leaves it as it was (module docstring)."""
+    root = Path(cfg.workdir).expanduser().resolve()
+    rounds = range(cfg.first_round, cfg.last_round + 1)
+    made = RunDir(root).missing_dirs(rounds)
+    with WorkdirLock(root):
+        run_dir = RunDir.create(root, rounds)
+        log_path = setup_logging(run_dir.logs, PROGRAM)
+        logging.info("workdir %s, log %s", run_dir.root, log_path)
+        config_path = run_dir.root / "config.json"
+        previous_config = config_path.read_bytes() if config_path.is_file() else None
+        try:
+            yield run_dir
+        except StageRefused:
+            if previous_config is None:
+                config_path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(config_path, previous_config)
+            for d in reversed(made):
+                with contextlib.suppress(OSError):  # not empty (the log directory, or what a stage wrote): kept
+                    d.rmdir()
+            raise
+
+
+def _base_model(
+    cfg: RunConfig, run_dir: RunDir, splits: Splits, stages: Stages, problems_digest: str
 ) -> tuple[Path, str]:
-    """The base model's HF directory and fingerprint (module docstring)."""
+    """Stage `base` (with `model.base=scratch`), or the given base: its HF directory and fingerprint (module
+    docstring)."""
     if not cfg.model.base and not cfg.data.train_file:
         from rstar_jax.toy.base_build import check_base
         from rstar_jax.toy.base_corpus import BASE_DIR
@@ -46,69 +136,18 @@ def _base(
             raise FileNotFoundError(f"config.model.base = {cfg.model.base!r}: no config.json in {base}")
         files = {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in sorted(base.iterdir()) if p.is_file()}
         return base, digest({"counts": {"path": str(base), "files": files}})
+    from rstar_jax.toy.tiny_model import write_toy_base
+
     stage_dir = run_dir.root / "base"
     model_dir = stage_dir / "model"
-    tiny = {k: getattr(cfg.model, k) for k in cfg.model.__slots__ if k.startswith("tiny_")}
-    inputs = {"problems": digest_in, "tiny": tiny, "seed": cfg.seed}
-    if cfg.model.tiny_read_per_band:
+    inputs = {"problems": problems_digest, "toy_model": to_dict(cfg.toy_model), "seed": cfg.seed}
+    if cfg.toy_model.read_per_band:
         inputs["pretrain"] = to_dict(cfg.pretrain)
 
     def body() -> dict[str, Any]:
-        files, metrics = write_toy_base(cfg, *splits, model_dir, stage_dir / "pretrain")
-        counts = {"train_problems": len(splits[0]), "reading_documents": int(metrics.pop("documents", 0))}
+        files, metrics = write_toy_base(cfg, splits.train, splits.test, model_dir, stage_dir / "pretrain")
+        counts = {"train_problems": len(splits.train), "reading_documents": int(metrics.pop("documents", 0))}
         return {"files": files, "counts": counts, "metrics": metrics}
 
     outputs = stages.run(stage_dir, "base", inputs, body)
     return model_dir, digest(outputs)
-
-
-def _all_round_reports(run_dir: RunDir) -> list[dict[str, Any]]:
-    found = []
-    for path in sorted(run_dir.root.glob("round_*/report/round_*.json")):
-        found.append(json.loads(path.read_text(encoding="utf-8")))
-    return sorted(found, key=lambda m: m["round"])
-
-
-def run_rounds(
-    cfg: RunConfig, run_dir: RunDir, train: list[Problem], test: list[Problem], problems_digest: str
-) -> list[dict[str, Any]]:
-    """Runs (or resumes) the configured rounds; returns each round's metrics (the report's input)."""
-    stages = Stages(force=cfg.evolve.force)
-    base_dir, base_digest = _base(cfg, run_dir, (train, test), stages, problems_digest)
-    ex = cfg.execution
-    executor = Executor(
-        timeout_s=ex.timeout_s,
-        memory_mb=ex.memory_mb,
-        max_output_chars=ex.max_output_chars,
-        workers=ex.workers or None,
-        round_floats=ex.round_floats,
-    )
-    out = []
-    with executor:
-        ctx = RoundContext(
-            cfg=cfg,
-            run_dir=run_dir,
-            train=train,
-            test=test,
-            problems_digest=problems_digest,
-            base_dir=base_dir,
-            base_digest=base_digest,
-            executor=executor,
-            grader=ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction),
-            stages=stages,
-            models=ModelCache(cfg),
-        )
-        for r in range(cfg.first_round, cfg.last_round + 1):
-            metrics = run_round(ctx, r)
-            report.write_round_report(run_dir.round(r).report, metrics)
-            system = (metrics.get("system") or {}).get("all")
-            logging.info("round %d done: MCTS+PPM held-out %s; report in %s", r, system, run_dir.round(r).report)
-            out.append(metrics)
-            rd = run_dir.round(r)
-            ctx.models.retain([rd.sft / "policy", rd.ppm / "model", run_dir.round(1).sft / "policy"])
-    cumulative = report.write_cumulative_report(run_dir.root / "report", _all_round_reports(run_dir))
-    logging.info("report: %s", {k: str(v) for k, v in cumulative.items()})
-    if stages.redone:
-        logging.warning("stages redone because their inputs or files changed: %s", stages.redone)
-    logging.info("config: %s", json.dumps(to_dict(cfg.evolve)), extra=LOG_FILE_ONLY)
-    return out

@@ -38,7 +38,6 @@ from rstar_jax.models.sharding import (
     logical_to_spec,
     make_mesh,
     named_sharding,
-    shard_state,
     state_shardings,
 )
 from rstar_jax.models.tokenizer import (
@@ -86,6 +85,5 @@ __all__ = [
     "read_safetensors",
     "save_decoder",
     "save_ppm",
-    "shard_state",
     "state_shardings",
 ]

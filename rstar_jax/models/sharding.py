@@ -142,8 +142,3 @@ def state_shardings(state: Any, mesh: Mesh, rules: Mapping[str, MeshAxes] | None
         return NamedSharding(mesh, logical_to_spec(names, var.shape, mesh, what, rules))
 
     return jax.tree.map_with_path(one, state, is_leaf=lambda v: isinstance(v, nnx.Variable))
-
-
-def shard_state(state: Any, mesh: Mesh) -> Any:
-    """Place every array of an `nnx.State` on `mesh` according to its logical axes."""
-    return jax.device_put(state, state_shardings(state, mesh))

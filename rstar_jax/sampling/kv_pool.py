@@ -17,11 +17,14 @@ tokens (rows x bucketed length of the longest prompt, a single longer prompt alo
 are bounded by the configuration, not by how many texts arrive; `prefill_bytes_bound` is that bound.
 
 Under `jax.set_mesh(mesh)` the pool and the decode cache are pinned to the model's `cache_*` logical axes
-(`models.sharding.LOGICAL_AXIS_RULES`): KV heads over `tensor`, cache rows over `data` x `fsdp`.
+(`models.sharding.LOGICAL_AXIS_RULES`): KV heads over `tensor`, cache rows over `data` x `fsdp`. Those mesh axes
+must divide every batch of rows (`sharding.logical_to_spec` raises otherwise), so callers round their row buckets up
+to a multiple of `row_multiple()` (1 without a mesh); the extra rows are padding, as in any bucket.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -29,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rstar_jax.models import KVCache, ModelConfig, Trunk, constrain
+from rstar_jax.models import KVCache, ModelConfig, Trunk, constrain, logical_to_spec
 from rstar_jax.sampling.prefix_cache import SCRATCH_SLOT, PrefixCache
 
 MIN_BUCKET = 16
@@ -43,11 +46,26 @@ def bucket(n: int, minimum: int = MIN_BUCKET) -> int:
     return max(minimum, 1 << (n - 1).bit_length())
 
 
-def bucket_rows(n: int, minimum: int = 1) -> int:
+def bucket_rows(n: int, minimum: int = 1, multiple: int = 1) -> int:
     """The static batch size used for `n` rows: the next power of two or 1.5 times one (1, 2, 3, 4, 6, 8, 12,
-    ...), at least `minimum`; rows cost compute in proportion, so they are bucketed finer than lengths."""
+    ...), at least `minimum`, rounded up to a multiple of `multiple` (`row_multiple()`: the mesh's batch shards);
+    rows cost compute in proportion, so they are bucketed finer than lengths."""
     size = bucket(n, minimum)
-    return size * 3 // 4 if size >= 4 and size * 3 // 4 >= max(n, minimum) else size
+    size = size * 3 // 4 if size >= 4 and size * 3 // 4 >= max(n, minimum) else size
+    return -(-size // multiple) * multiple
+
+
+def row_multiple() -> int:
+    """How many shards the mesh set by `jax.set_mesh` splits batch rows into (the mesh axes of the `act_batch` and
+    `cache_batch` logical axes); 1 without a mesh. Every row bucket must be a multiple of it."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return 1
+    sizes = []
+    for name in ("act_batch", "cache_batch"):
+        axes = logical_to_spec((name,))[0]
+        sizes.append(math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes or ())))
+    return math.lcm(*sizes)
 
 
 def prefill_groups(

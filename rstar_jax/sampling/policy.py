@@ -25,8 +25,9 @@ new prompt lengths and decode slots), so a long search compiles a bounded set of
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -177,9 +178,10 @@ class FlaxPolicy:
                     f"max_position_embeddings={self.config.max_position_embeddings} and be non-empty"
                 )
         per_batch = max(1, self.max_rows // n)
+        rows = functools.partial(kv_pool.bucket_rows, multiple=kv_pool.row_multiple())
         out: list[list[StopScanner]] = []
-        for lo, hi in kv_pool.prefill_groups(prompt_ids, self.prefill_tokens, per_batch):
-            out.extend(self._decode_batch(prompt_ids[lo:hi], n, stop, max_tokens, seed[lo:hi]))
+        for lo, hi in kv_pool.prefill_groups(prompt_ids, self.prefill_tokens, per_batch, rows):
+            out.extend(self._decode_batch(prompt_ids[lo:hi], n, stop, max_tokens, seed[lo:hi], rows))
         return out
 
     def _decode_batch(
@@ -189,8 +191,11 @@ class FlaxPolicy:
         stop: Sequence[str],
         max_tokens: int,
         seed: Sequence[int],
+        bucket_rows: Callable[..., int],
     ) -> list[list[StopScanner]]:
-        rows = kv_pool.bucket_rows(len(prompt_ids))
+        """Prefill and decode one group of prompts; `bucket_rows`: the row bucketing (`kv_pool.bucket_rows` with
+        the mesh's `multiple`)."""
+        rows = bucket_rows(len(prompt_ids))
         batch = kv_pool.plan_prefill(self.cache, prompt_ids, rows)
         seeds = np.zeros((rows,), np.uint32)
         seeds[: len(seed)] = [seed_to_u32(s) for s in seed]
@@ -228,7 +233,7 @@ class FlaxPolicy:
             running = [r for r, i in enumerate(live) if not flat[i].done]
             if not running:
                 break
-            size = kv_pool.bucket_rows(len(running), minimum=min(MIN_ROWS, dstate.tokens.shape[0]))
+            size = bucket_rows(len(running), minimum=min(MIN_ROWS, dstate.tokens.shape[0]))
             if size < dstate.tokens.shape[0]:  # finished rows leave the batch (extra slots repeat a live row)
                 dstate = _SELECT(dstate, jnp.asarray(running + running[:1] * (size - len(running)), jnp.int32))
                 live = [live[r] for r in running]
@@ -254,7 +259,8 @@ class FlaxPolicy:
         prompts with an empty prefix cache; compiles without running and without touching the cache."""
         k, decode_slots = self.decode_shape(max_tokens)
         scratch = PrefixCache(sum(map(len, prompt_ids)) + 1)
-        batch = kv_pool.plan_prefill(scratch, prompt_ids, kv_pool.bucket_rows(len(prompt_ids)))
+        rows = kv_pool.bucket_rows(len(prompt_ids), multiple=kv_pool.row_multiple())
+        batch = kv_pool.plan_prefill(scratch, prompt_ids, rows)
         seeds = jnp.zeros((batch.lengths.shape[0],), jnp.uint32)
         static = dict(n=n, decode_slots=min(decode_slots, 2 * k), params=self.sampling)
         start = time.perf_counter()

@@ -96,7 +96,8 @@ class FlaxPPMScorer:
                     f"max_position_embeddings={self.config.max_position_embeddings}"
                 )
         out = []
-        rows = lambda size: kv_pool.bucket(size, minimum=1)
+        multiple = kv_pool.row_multiple()  # the mesh's batch shards (1 without a mesh)
+        rows = lambda size: -(-kv_pool.bucket(size, minimum=1) // multiple) * multiple
         for lo, hi in kv_pool.prefill_groups(token_ids, self.prefill_tokens, self.max_rows, rows):
             part = token_ids[lo:hi]
             batch = kv_pool.plan_prefill(self.cache, part, rows(len(part)))

@@ -11,6 +11,10 @@ Every method takes problems and returns one `Prediction` per problem; none reads
   run index), each run's best answer (its highest-Q answer leaf), the top `cfg.protocol_top_k` by value, majority
   vote (rstar_reference.md Part B §10).
 
+The selection rules work on trajectories already sampled (and scores already computed), so one set of samples
+can feed several rules (the round evaluation's majority vote and best-of-N): `majority_answer`,
+`best_scored_answer`, `weighted_answer`; `score_trajectories` scores every trajectory once.
+
 Votes group answers greedily: an answer joins the first group whose first member it matches (`Grader.match`).
 Ties between groups go to the group whose first member came first (for the paper protocol: the higher-valued),
 never to a random draw (the reference's unseeded `random.sample`).
@@ -28,16 +32,20 @@ from rstar_jax.search.driver import BatchSearch, Runner, SearchMode, TreeKernels
 from rstar_jax.search.grader import Grader
 from rstar_jax.search.records import batch_records
 from rstar_jax.search.steps import derive_seed
-from rstar_jax.search.trajectories import beam_search, sample_trajectories
+from rstar_jax.search.trajectories import Trajectory, beam_search, sample_trajectories
 
 __all__ = [
     "Prediction",
     "best_of_n",
+    "best_scored_answer",
     "greedy",
     "group_answers",
+    "majority_answer",
     "paper_protocol",
+    "score_trajectories",
     "self_consistency",
     "step_beam_search",
+    "weighted_answer",
     "weighted_vote",
 ]
 
@@ -75,6 +83,32 @@ def _vote(answers: Sequence[str | None], weights: Sequence[float], grader: Grade
     return kept[groups[best][0]][0]
 
 
+def majority_answer(trajectories: Sequence[Trajectory], grader: Grader) -> str | None:
+    """The most frequent answer of one problem's trajectories [N] by equivalence (module docstring for ties)."""
+    return _vote([t.answer for t in trajectories], [1.0] * len(trajectories), grader)
+
+
+def best_scored_answer(trajectories: Sequence[Trajectory], scores: Sequence[float]) -> str | None:
+    """The answer of the highest-scored trajectory among those that answered (the first on ties); scores [N]."""
+    answered = [(t.answer, s) for t, s in zip(trajectories, scores, strict=True) if t.answer is not None]
+    return max(answered, key=lambda c: c[1])[0] if answered else None  # max keeps the first on ties
+
+
+def weighted_answer(trajectories: Sequence[Trajectory], scores: Sequence[float], grader: Grader) -> str | None:
+    """The answer of the equivalence group with the largest sum of scores [N] (module docstring for ties)."""
+    return _vote([t.answer for t in trajectories], scores, grader)
+
+
+def score_trajectories(runs: Sequence[Sequence[Trajectory]], ppm: ValueModel) -> list[list[float]]:
+    """PPM scores [P][N] of trajectories [P][N] (`Trajectory.text`), every trajectory scored once in one call."""
+    flat = ppm.score([t.text for trajectories in runs for t in trajectories]).tolist()
+    out, lo = [], 0
+    for trajectories in runs:
+        out.append([float(s) for s in flat[lo : lo + len(trajectories)]])
+        lo += len(trajectories)
+    return out
+
+
 def greedy(
     problems: Sequence[Problem], *, cfg: SearchConfig, policy: Policy, executor: Runner, grader: Grader, run_seed: int
 ) -> list[Prediction]:
@@ -93,23 +127,14 @@ def self_consistency(
     grader: Grader,
     run_seed: int,
 ) -> list[Prediction]:
-    """`num` trajectories per problem, majority vote by equivalence."""
+    """`num` trajectories per problem, `majority_answer`."""
     runs = sample_trajectories(
         problems, num, cfg=cfg, policy=policy, executor=executor, grader=grader, run_seed=run_seed
     )
-    out = []
-    for problem, trajectories in zip(problems, runs, strict=True):
-        answers = [t.answer for t in trajectories]
-        out.append(Prediction(problem.id, _vote(answers, [1.0] * num, grader), tuple((a, 1.0) for a in answers)))
-    return out
-
-
-def _scored(problems, num, cfg, policy, executor, grader, ppm, run_seed):
-    runs = sample_trajectories(
-        problems, num, cfg=cfg, policy=policy, executor=executor, grader=grader, run_seed=run_seed
-    )
-    scores = ppm.score([t.text for trajectories in runs for t in trajectories]).tolist()
-    return [[(t.answer, float(scores[i * num + j])) for j, t in enumerate(ts)] for i, ts in enumerate(runs)]
+    return [
+        Prediction(p.id, majority_answer(ts, grader), tuple((t.answer, 1.0) for t in ts))
+        for p, ts in zip(problems, runs, strict=True)
+    ]
 
 
 def best_of_n(
@@ -123,14 +148,14 @@ def best_of_n(
     ppm: ValueModel,
     run_seed: int,
 ) -> list[Prediction]:
-    """`num` trajectories per problem; the answer of the highest PPM score among those that answered."""
-    out = []
-    scored = _scored(problems, num, cfg, policy, executor, grader, ppm, run_seed)
-    for problem, cands in zip(problems, scored, strict=True):
-        answered = [c for c in cands if c[0] is not None]
-        best = max(answered, key=lambda c: c[1])[0] if answered else None  # max keeps the first on ties
-        out.append(Prediction(problem.id, best, tuple(cands)))
-    return out
+    """`num` trajectories per problem; `best_scored_answer` under the PPM."""
+    runs = sample_trajectories(
+        problems, num, cfg=cfg, policy=policy, executor=executor, grader=grader, run_seed=run_seed
+    )
+    return [
+        Prediction(p.id, best_scored_answer(ts, ss), tuple((t.answer, s) for t, s in zip(ts, ss, strict=True)))
+        for p, ts, ss in zip(problems, runs, score_trajectories(runs, ppm), strict=True)
+    ]
 
 
 def weighted_vote(
@@ -144,13 +169,14 @@ def weighted_vote(
     ppm: ValueModel,
     run_seed: int,
 ) -> list[Prediction]:
-    """`num` trajectories per problem; the equivalence group with the largest sum of PPM scores."""
-    out = []
-    scored = _scored(problems, num, cfg, policy, executor, grader, ppm, run_seed)
-    for problem, cands in zip(problems, scored, strict=True):
-        answer = _vote([a for a, _ in cands], [s for _, s in cands], grader)
-        out.append(Prediction(problem.id, answer, tuple(cands)))
-    return out
+    """`num` trajectories per problem; `weighted_answer` under the PPM."""
+    runs = sample_trajectories(
+        problems, num, cfg=cfg, policy=policy, executor=executor, grader=grader, run_seed=run_seed
+    )
+    return [
+        Prediction(p.id, weighted_answer(ts, ss, grader), tuple((t.answer, s) for t, s in zip(ts, ss, strict=True)))
+        for p, ts, ss in zip(problems, runs, score_trajectories(runs, ppm), strict=True)
+    ]
 
 
 def step_beam_search(
@@ -190,8 +216,10 @@ def paper_protocol(
         seed = derive_seed("protocol-run", run_seed, run)
         for lo in range(0, len(problems), cfg.batch_problems):
             batch = problems[lo : lo + cfg.batch_problems]
-            search = BatchSearch(batch, cfg, SearchMode.TEST, policy, executor, grader, ppm, seed, kernels).run()
-            for record in batch_records(search):
+            search = BatchSearch(
+                batch, cfg, SearchMode.TEST, policy, executor, grader, ppm, seed, kernels
+            ).run_rollouts()
+            for record in batch_records(search.run_rollouts()):
                 if record["best_answer"] is not None:
                     per_problem[record["id"]].append((record["best_answer"], record["best_value"]))
     out = []

@@ -142,7 +142,7 @@ class BatchSearch:
         self._walk(nxt)
         return nxt, leaf
 
-    def run(self) -> BatchSearch:
+    def run_rollouts(self) -> BatchSearch:
         """All rollouts of the batch."""
         for rollout in range(self.rollout_offset, self.rollout_offset + self.cfg.rollouts):
             self.paths = [[Tree.ROOT] for _ in self.problems]

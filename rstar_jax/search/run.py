@@ -76,7 +76,7 @@ def run_search(
         for lo in range(0, len(todo), cfg.batch_problems):
             batch = todo[lo : lo + cfg.batch_problems]
             batch_start = time.perf_counter()
-            search = BatchSearch(batch, cfg, mode, policy, executor, grader, ppm, run_seed, kernels).run()
+            search = BatchSearch(batch, cfg, mode, policy, executor, grader, ppm, run_seed, kernels).run_rollouts()
             records = batch_records(search)
             wall = time.perf_counter() - batch_start
             timings = [

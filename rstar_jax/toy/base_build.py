@@ -5,8 +5,8 @@
 Stages, all under `cfg.workdir` (a rerun resumes; the orbax checkpoints are in `<workdir>/train/checkpoints`):
 1. the corpus (`base_corpus.corpus_problems`, `toy_base.corpus_per_band` per band) and, after it in the same
    split, `toy_base.held_out_per_band` held-out problems per band that are never trained on;
-2. the toy BPE tokenizer (`model.tiny_vocab`) trained on the first `toy_base.tokenizer_per_band` corpus problems
-   of each band, and a tiny decoder of the `model.tiny_*` shape initialised from `cfg.seed`;
+2. the toy BPE tokenizer (`toy_model.vocab`) trained on the first `toy_base.tokenizer_per_band` corpus problems
+   of each band, and a tiny decoder of the `toy_model` shape initialised from `cfg.seed`;
 3. language-model pretraining on every token of every document (`base_corpus.corpus_document`) with the shared
    loop (`rstar_jax.train.train`, section `pretrain`). With `toy_base.minutes` > 0 the piece stops after that
    much training, checkpointed, and the export below is of the step reached: the next run continues from it;
@@ -162,13 +162,13 @@ def build_base(cfg: RunConfig, *, progress: bool | None = None) -> dict[str, Any
 
     workdir = Path(cfg.workdir).expanduser().resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    tb, m = cfg.toy_base, cfg.model
+    tb, m = cfg.toy_base, cfg.toy_model
     started = time.monotonic()
     corpus, held = _split(cfg)
     questions = base_corpus.QuestionSet.from_problems([*corpus, *held])
     per_band = min(tb.tokenizer_per_band, tb.corpus_per_band)
     tok_problems = [p for i, p in enumerate(corpus) if i % tb.corpus_per_band < per_band]
-    tokenizer = train_toy_tokenizer(tok_problems, vocab_size=m.tiny_vocab)
+    tokenizer = train_toy_tokenizer(tok_problems, vocab_size=m.vocab)
     config = setup_model_config(m, tokenizer)
     examples = _examples(corpus, tokenizer, cfg.pretrain.max_length)
     held_examples = _examples(held, tokenizer, cfg.pretrain.max_length) if held else None
@@ -193,7 +193,7 @@ def build_base(cfg: RunConfig, *, progress: bool | None = None) -> dict[str, Any
     info = {
         "config": {
             "toy_base": to_dict(tb),
-            "model": {k: getattr(m, k) for k in m.__slots__ if k.startswith("tiny_")},
+            "toy_model": to_dict(m),
             "pretrain": to_dict(cfg.pretrain),
         },
         "seeds": {"init": cfg.seed, "corpus": tb.corpus_seed, "data_order": cfg.pretrain.seed},

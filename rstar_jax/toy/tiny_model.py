@@ -6,6 +6,12 @@
     policy = rstar_jax.models.load_decoder("out/tiny-policy")      # the same weights, as would transformers'
     tokenizer = rstar_jax.models.load_tokenizer("out/tiny-policy", policy.config)  # Qwen2ForCausalLM
 
+`write_toy_base` is the `model.base=scratch` base of a run (`evolve.run`'s stage `base`): a BPE tokenizer
+trained on the training split and a tiny decoder initialised from `config.seed`, saved as an HF directory
+(config section `toy_model`); with `toy_model.read_per_band` > 0 the decoder is first pretrained on reading
+documents of problems disjoint from both splits (`rstar_jax.toy.reading`, config section `pretrain`), playing the
+paper's math-pretrained base.
+
 Defaults (`TINY_DEFAULTS`): width 128, 4 layers, 4 query heads of 32 dims sharing 2 KV heads, MLP 384, tied
 embeddings, q/k/v biases (Qwen2), RoPE base 10,000 and 1,024 positions. RoPE has no learned positions, so
 `max_positions` only bounds what the sampling engine accepts (prompt + step tokens); it costs nothing. With the
@@ -16,12 +22,22 @@ embeddings, q/k/v biases (Qwen2), RoPE base 10,000 and 1,024 positions. RoPE has
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rstar_jax.config import RunConfig, ToyModelConfig
+from rstar_jax.data import Problem
 from rstar_jax.models import Decoder, ModelConfig, init_model, save_decoder
 
-__all__ = ["TINY_DEFAULTS", "init_tiny_policy", "setup_model_config", "tiny_model_config", "write_tiny_model"]
+__all__ = [
+    "TINY_DEFAULTS",
+    "init_tiny_policy",
+    "setup_model_config",
+    "tiny_model_config",
+    "write_tiny_model",
+    "write_toy_base",
+]
 
 TINY_DEFAULTS: dict[str, int] = {
     "hidden": 128,
@@ -89,17 +105,17 @@ def tiny_model_config(
     )
 
 
-def setup_model_config(setup: Any, tokenizer: Any) -> ModelConfig:
-    """`tiny_model_config` of a `config.ModelSetup`'s `tiny_*` shape, with the embedding rows of `tokenizer`
-    rounded up to a multiple of 64."""
+def setup_model_config(shape: ToyModelConfig, tokenizer: Any) -> ModelConfig:
+    """`tiny_model_config` of the config's `toy_model` shape, with the embedding rows of `tokenizer` rounded up
+    to a multiple of 64."""
     return tiny_model_config(
         -(-len(tokenizer) // 64) * 64,
-        hidden=setup.tiny_hidden,
-        layers=setup.tiny_layers,
-        heads=setup.tiny_heads,
-        kv_heads=setup.tiny_kv_heads,
-        intermediate=setup.tiny_intermediate,
-        max_positions=setup.tiny_max_positions,
+        hidden=shape.hidden,
+        layers=shape.layers,
+        heads=shape.heads,
+        kv_heads=shape.kv_heads,
+        intermediate=shape.intermediate,
+        max_positions=shape.max_positions,
     )
 
 
@@ -124,3 +140,36 @@ def write_tiny_model(
     policy = init_tiny_policy(config, seed) if model is None else model
     save_decoder(policy, Path(out_dir), tokenizer=tokenizer)
     return policy
+
+
+def write_toy_base(
+    cfg: RunConfig, train: Sequence[Problem], test: Sequence[Problem], out_dir: Path, work_dir: Path
+) -> tuple[list[Path], dict[str, float]]:
+    """Trains the toy BPE tokenizer on `train` and saves it with a tiny decoder, from scratch or reading-pretrained
+    (module docstring; the pretraining checkpoints in `work_dir` make a killed run resume). Returns the files and
+    the pretraining's final metrics (empty without it)."""
+    from rstar_jax.toy.tokenizer import train_toy_tokenizer
+
+    m = cfg.toy_model
+    tokenizer = train_toy_tokenizer(train, vocab_size=m.vocab)
+    config = setup_model_config(m, tokenizer)
+    model = init_tiny_policy(config, cfg.seed)
+    metrics: dict[str, float] = {}
+    if m.read_per_band:
+        from rstar_jax.toy.reading import reading_examples, reading_problems
+        from rstar_jax.train import sft_loss, split_by_problem
+        from rstar_jax.train import train as train_loop
+
+        def encode(text: str) -> list[int]:
+            return tokenizer.encode(text, add_special_tokens=False)
+
+        bands = tuple(b.value for b in cfg.toy.bands)
+        docs = reading_problems([*train, *test], m.read_per_band, cfg.seed, bands)
+        examples = reading_examples(docs, encode, int(tokenizer.eos_token_id), cfg.pretrain.max_length)
+        fit_ex, held = split_by_problem(examples, cfg.pretrain.eval_fraction, cfg.pretrain.seed)
+        model, metrics = train_loop(
+            model, sft_loss, fit_ex, cfg=cfg.pretrain, workdir=work_dir, eval_examples=held, progress=cfg.progress_bars
+        )
+        metrics["documents"] = float(len(examples))
+    write_tiny_model(out_dir, tokenizer, config, seed=cfg.seed, model=model)
+    return sorted(p for p in out_dir.iterdir() if p.is_file()), metrics

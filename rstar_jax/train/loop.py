@@ -83,9 +83,13 @@ def _graphdef(model: nnx.Module, dtype: str) -> Any:
 
 
 def _batch_shardings(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, NamedSharding]:
-    """`[A, B, ...]` arrays: B over (data, fsdp) when it divides, everything else replicated."""
+    """Shardings of `[A, B, ...]` batch arrays: B over the mesh axes of `act_batch` (data x fsdp), everything
+    else replicated. Raises ValueError, naming the array, when those axes do not divide B (`cfg.batch_size` must
+    be a multiple of data x fsdp): a batch is never silently replicated."""
     return {
-        k: NamedSharding(mesh, logical_to_spec((None, "act_batch") + (None,) * (v.ndim - 2), v.shape, mesh))
+        k: NamedSharding(
+            mesh, logical_to_spec((None, "act_batch") + (None,) * (v.ndim - 2), v.shape, mesh, f"batch array {k!r}")
+        )
         for k, v in arrays.items()
     }
 

@@ -1,26 +1,17 @@
-"""What `launch.evolve` runs: the stages of a run, in order, each resumable from the workdir.
+"""A run's inputs: the preflight checks of what the config points at, and the two stages that prepare the data.
 
-Stages that exist so far:
-1. `problems`: the training and held-out problems (the toy domain from `config.toy`, or `config.data.train_file`)
-   written to `<workdir>/problems/{train,test}.jsonl` with a manifest (inputs, counts, checksums). A rerun with
-   the same inputs reuses them; a rerun with different inputs is refused, naming what changed.
-2. `benchmarks`: the `config.data.eval_benchmarks` loaded and checked (counts, duplicate questions).
-3. `verify`: on the toy domain, every problem's intended computation is written as rStar code steps, executed
-   in the sandboxed executor and graded against the gold answer: an end-to-end check of data, executor and
-   grader before any model time is spent.
-4. the self-evolution rounds `first_round..last_round` (`rstar_jax.evolve`): base model, then per round trees,
-   extraction, policy SFT, PPM, evaluation and report, each stage with a manifest and resumable.
-A summary goes to `<workdir>/report.json`; the rounds' report to `<workdir>/report/report.md`.
-
-Before any of it, `preflight` checks what the config points at without writing anything: the workdir (a
-writable directory, or creatable), the problem file (read and parsed: a bad record is named with its line), the
-model directories (`config.json` and weights), the benchmark files, and that a run starting at round r > 1 finds
-round r - 1 finished in the workdir. Then the run takes the workdir's lock (`WorkdirLock`: one run per workdir).
-A run refused by a stage (`StageRefused`) leaves the workdir as it found it (its `config.json` is put back and the
-directories it made are removed); only the log file records the refusal.
+- `preflight` checks, writing nothing: the workdir (a writable directory, or creatable), the problem file (read and
+  parsed: a bad record is named with its line), the model directories (`config.json` and weights), the benchmark
+  files, that a run starting at round r > 1 finds round r - 1 finished in the workdir, and that the workdir's
+  problems (if any) were made from the same inputs.
+- `prepare_problems` (stage `problems`): the training and held-out problems (the toy domain from `config.toy`, or
+  `config.data.train_file`) written to `<workdir>/problems/{train,test}.jsonl` with a manifest (inputs, counts,
+  checksums). A rerun with the same inputs reuses them; a rerun with different inputs is refused (`StageRefused`),
+  naming what changed.
+- `check_benchmarks` (stage `benchmarks`): the `config.data.eval_benchmarks` loaded and checked (counts, duplicate
+  questions).
 """
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -33,21 +24,15 @@ from rstar_jax import data, toy
 from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
 from rstar_jax.data import Problem
 from rstar_jax.evolve.stages import MANIFEST, StageRefused, diff_inputs
-from rstar_jax.workdir import (
-    LOG_FILE_ONLY,
-    RunDir,
-    WorkdirLock,
-    atomic_write_bytes,
-    file_sha256,
-    setup_logging,
-    write_json,
-)
+from rstar_jax.workdir import RunDir, file_sha256, write_json
 
-__all__ = ["StageRefused", "preflight", "prepare_problems", "run"]
+__all__ = ["Splits", "check_benchmarks", "preflight", "prepare_problems"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
+    """The training and held-out problems of a run."""
+
     train: list[Problem]
     test: list[Problem]
 
@@ -162,7 +147,7 @@ def _problems_manifest(manifest_path: Path, inputs: dict[str, Any]) -> dict[str,
 
 
 def prepare_problems(cfg: RunConfig, run_dir: RunDir, loaded: data.ProblemSet | None = None) -> Splits:
-    """Stage 1: writes (or reuses) `problems/{train,test}.jsonl`; the manifest is written last, as commit marker.
+    """Stage `problems`: writes (or reuses) `problems/{train,test}.jsonl`, the manifest last (its commit marker).
 
     `loaded`: the problems of `config.data.train_file` when the caller has read them already (`preflight`)."""
     manifest_path = run_dir.problems / "manifest.json"
@@ -208,74 +193,10 @@ def prepare_problems(cfg: RunConfig, run_dir: RunDir, loaded: data.ProblemSet | 
 
 
 def check_benchmarks(cfg: RunConfig) -> dict[str, dict[str, int]]:
-    """Stage 2: loads each configured benchmark; returns record and duplicate counts per name."""
+    """Stage `benchmarks`: loads each configured benchmark; returns record and duplicate counts per name."""
     summary = {}
     for name in cfg.data.eval_benchmarks:
         loaded = data.load_benchmark(name, cfg.data.benchmark_dir or None)
         summary[name] = {"problems": len(loaded.problems), "duplicate_questions": loaded.duplicate_count}
         logging.info("benchmark %s: %d problems, %d duplicate questions", name, *summary[name].values())
     return summary
-
-
-def run(cfg: RunConfig, *, program: str = "evolve") -> dict[str, Any]:
-    """Runs every stage for a validated config; returns (and writes) the run summary.
-
-    Raises `ConfigError` (preflight), `WorkdirBusy` (another run holds the workdir) or `StageRefused` before
-    changing the workdir."""
-    loaded = preflight(cfg)
-    root = Path(cfg.workdir).expanduser().resolve()
-    rounds = range(cfg.first_round, cfg.last_round + 1)
-    made = RunDir(root).missing_dirs(rounds)
-    with WorkdirLock(root):
-        run_dir = RunDir.create(root, rounds)
-        log_path = setup_logging(run_dir.logs, program)
-        logging.info("workdir %s, log %s", run_dir.root, log_path)
-        config_path = run_dir.root / "config.json"
-        previous_config = config_path.read_bytes() if config_path.is_file() else None
-        try:
-            splits = prepare_problems(cfg, run_dir, loaded)
-            write_json(config_path, to_dict(cfg))
-            return _stages(cfg, run_dir, splits)
-        except StageRefused:
-            _undo(config_path, previous_config, made)
-            raise
-
-
-def _undo(config_path: Path, previous_config: bytes | None, made: list[Path]) -> None:
-    """A refused run leaves the workdir as it was: its config.json back, the (still empty) directories it made gone."""
-    if previous_config is None:
-        config_path.unlink(missing_ok=True)
-    else:
-        atomic_write_bytes(config_path, previous_config)
-    for d in reversed(made):
-        with contextlib.suppress(OSError):  # not empty (the log directory, or what a stage wrote): kept
-            d.rmdir()
-
-
-def _stages(cfg: RunConfig, run_dir: RunDir, splits: Splits) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "workdir": str(run_dir.root),
-        "problems": {"train": len(splits.train), "test": len(splits.test)},
-        "benchmarks": check_benchmarks(cfg),
-    }
-    if not cfg.data.train_file:
-        from rstar_jax import verify  # the executor pool starts only when this stage runs
-
-        summary["verify"] = verify.verify_toy_solutions(cfg, splits.train + splits.test)
-    if cfg.run_rounds:
-        summary.update(_rounds(cfg, run_dir, splits))
-    write_json(run_dir.root / "report.json", summary)
-    logging.info("summary: %s", json.dumps(summary), extra=LOG_FILE_ONLY)
-    return summary
-
-
-def _rounds(cfg: RunConfig, run_dir: RunDir, splits: Splits) -> dict[str, Any]:
-    """Stage 4: the self-evolution rounds; returns the summary's `rounds` and `report` entries."""
-    from rstar_jax.evolve.run import run_rounds  # models and the sampling engine load only when rounds run
-
-    problems_digest = file_sha256(run_dir.problems / "manifest.json")
-    rounds = run_rounds(cfg, run_dir, splits.train, splits.test, problems_digest)
-    return {
-        "rounds": {str(m["round"]): {"system": m["system"], "coverage": m["coverage"]} for m in rounds},
-        "report": str(run_dir.root / "report" / "report.md"),
-    }

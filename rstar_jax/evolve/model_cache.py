@@ -1,14 +1,16 @@
-"""The models a round uses: the base checkpoint, the bootstrap policy, and the search-ready policies and PPMs.
+"""The model cache of a run: search-ready policies and PPMs loaded once and reused across stages and rounds.
 
-- `write_toy_base`: on the toy domain the base model is made here: a BPE tokenizer trained on the training
-  split and a tiny decoder initialised from `config.seed`, saved as an HF directory (`model.tiny_*` settings);
-  with `model.tiny_read_per_band` > 0 the decoder is first pretrained on reading documents of problems disjoint
-  from both splits (`rstar_jax.toy.reading`, section `pretrain`), playing the paper's math-pretrained base.
-- `bootstrap_policy`: round 1's policy: the scripted toy teacher (toy, no `model.bootstrap`), an
-  OpenAI-compatible endpoint (`model.endpoint`), or an HF checkpoint (`model.bootstrap`, else `model.base`).
-- `ModelCache`: search policies (`FlaxPolicy`) and PPM scorers (`FlaxPPMScorer`) built from HF directories,
-  loaded once per (directory, temperature) and reused across a round's stages; `model.max_rows` and
+    cache = ModelCache(cfg)
+    policy = cache.policy(round_dir.sft / "policy", temperature=0.7)   # a FlaxPolicy, built on first use
+    ppm = cache.ppm(round_dir.ppm / "model")                          # a FlaxPPMScorer
+    cache.retain([...])                                               # drops the models no later stage needs
+
+- `ModelCache`: search policies (`FlaxPolicy`) and PPM scorers (`FlaxPPMScorer`) built from HF directories, loaded
+  once per (directory, temperature), decoder weights shared between temperatures; `model.max_rows` and
   `model.prefill_tokens` bound each call's rows and padded prompt tokens, hence its peak memory.
+- `bootstrap_policy`: round 1's policy: the scripted toy teacher (toy, no `model.bootstrap`), an
+  OpenAI-compatible endpoint (`model.endpoint`), or an HF checkpoint (`model.bootstrap`, else `model.base`)
+  through the cache; `bootstrap_identity` names it for the trees stage's inputs.
 """
 
 from __future__ import annotations
@@ -23,41 +25,7 @@ from rstar_jax.data import Problem
 from rstar_jax.interfaces import Policy, ValueModel
 from rstar_jax.sampling import CompletionsPolicy, FlaxPolicy, FlaxPPMScorer, SamplingParams
 
-__all__ = ["ModelCache", "bootstrap_policy", "bootstrap_identity", "write_toy_base"]
-
-
-def write_toy_base(
-    cfg: RunConfig, train: Sequence[Problem], test: Sequence[Problem], out_dir: Path, work_dir: Path
-) -> tuple[list[Path], dict[str, float]]:
-    """Trains the toy BPE tokenizer on `train` and saves it with a tiny decoder, from scratch or reading-pretrained
-    (module docstring; the pretraining checkpoints in `work_dir` make a killed run resume). Returns the files and
-    the pretraining's final metrics (empty without it)."""
-    from rstar_jax.toy.tiny_model import init_tiny_policy, setup_model_config, write_tiny_model
-    from rstar_jax.toy.tokenizer import train_toy_tokenizer
-
-    m = cfg.model
-    tokenizer = train_toy_tokenizer(train, vocab_size=m.tiny_vocab)
-    config = setup_model_config(m, tokenizer)
-    model = init_tiny_policy(config, cfg.seed)
-    metrics: dict[str, float] = {}
-    if m.tiny_read_per_band:
-        from rstar_jax.toy.reading import reading_examples, reading_problems
-        from rstar_jax.train import sft_loss, split_by_problem
-        from rstar_jax.train import train as train_loop
-
-        def encode(text: str) -> list[int]:
-            return tokenizer.encode(text, add_special_tokens=False)
-
-        bands = tuple(b.value for b in cfg.toy.bands)
-        docs = reading_problems([*train, *test], m.tiny_read_per_band, cfg.seed, bands)
-        examples = reading_examples(docs, encode, int(tokenizer.eos_token_id), cfg.pretrain.max_length)
-        fit_ex, held = split_by_problem(examples, cfg.pretrain.eval_fraction, cfg.pretrain.seed)
-        model, metrics = train_loop(
-            model, sft_loss, fit_ex, cfg=cfg.pretrain, workdir=work_dir, eval_examples=held, progress=cfg.progress_bars
-        )
-        metrics["documents"] = float(len(examples))
-    write_tiny_model(out_dir, tokenizer, config, seed=cfg.seed, model=model)
-    return sorted(p for p in out_dir.iterdir() if p.is_file()), metrics
+__all__ = ["ModelCache", "bootstrap_identity", "bootstrap_policy"]
 
 
 def _given_base(cfg: RunConfig) -> str:
