@@ -13,7 +13,7 @@ Every launch module is a thin absl main:
 
 `cli.run` checks that the `--config` file exists and every `--config.a.b=v` override against the `RunConfig`
 tree *before* absl parses the flags, so a missing file or a misspelt key stops the program with a message naming
-it, before any work. `parsed_config` then runs `config.validate` and turns a `ConfigError` into the same kind of
+it, before any work. `parsed_config` then runs `config_validation.validate` and turns a `ConfigError` into the same kind of
 exit, and points JAX's persistent compilation cache at `config.compile_cache` (`use_compile_cache`): programs
 compiled by one run are loaded from disk by the next. A torn entry left by a killed process only costs a warning
 and a recompile (JAX checks what it reads).
@@ -38,7 +38,8 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
-from rstar_jax.config import ConfigError, RunConfig, validate
+from rstar_jax.config import ConfigError, RunConfig
+from rstar_jax.config_validation import validate
 from rstar_jax.workdir import WorkdirBusy, log_failure, quiet_console
 
 __all__ = [

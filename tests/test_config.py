@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from rstar_jax import cli
-from rstar_jax.config import ConfigError, Decay, DType, RunConfig, ToyBand, UnvisitedRule, to_dict, validate
+from rstar_jax.config import ConfigError, Decay, DType, RunConfig, ToyBand, UnvisitedRule, to_dict
+from rstar_jax.config_validation import validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_NAMES = ["tiny", "round1", "round2", "round3", "round4"]

@@ -16,7 +16,8 @@ import pytest
 from flax import nnx
 from helpers_memory import MemoryProbe
 
-from rstar_jax.config import ConfigError, validate
+from rstar_jax.config import ConfigError
+from rstar_jax.config_validation import validate
 from rstar_jax.evolve.evaluate import METHODS, EvalModels, evaluate
 from rstar_jax.evolve.model_cache import ModelCache
 from rstar_jax.models import PPM, save_ppm

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from rstar_jax.config import RunConfig, ToyConfig, validate
+from rstar_jax.config import RunConfig, ToyConfig
+from rstar_jax.config_validation import validate
 from rstar_jax.data import load_problems
 from rstar_jax.evolve import verify
 from rstar_jax.evolve.run import evolve
