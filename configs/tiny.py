@@ -9,12 +9,16 @@ rounds 3-4 search with the previous PPM. The report (`<workdir>/report/report.md
 toy scale on 150 held-out problems. Override any key, e.g. `--config.toy.train_per_band=50 --config.workdir=/tmp/t`;
 `--config.model.base=scratch` trains a from-scratch decoder in the run instead.
 
-Toy-scale departures from the paper's recipe, all for the 2-core budget: 120 training problems; rounds 2-4
-search with 8 rollouts (paper 16) and round 4 re-searches unsolved problems with 16 (paper 64); each round's SFT
-continues from the previous round's policy (`sft_init=previous`) and replays earlier rounds' records of problems
-it did not solve again (`sft_replay`); rounds 2 and 3 are evaluated greedy only (`evolve.full_eval_rounds`), so
-Table 4 and Table 6 have rows for rounds 1 and 4. The teacher's mistake rates (0.3 per step in all) make it solve
-about 63% of the training problems with 8 rollouts (78 / 65 / 47% by band), like the paper's round-1 60%.
+Toy-scale departures from the paper's recipe, all for the 2-core budget or the toy policy's size: 120 training
+problems; rounds 2-4 search with 8 rollouts (paper 16) and round 4 re-searches unsolved problems with 16 (paper
+64); evaluation uses 4 sampled trajectories (votes, best-of-N) and 4 MCTS rollouts; rounds 2 and 3 are evaluated
+greedy only (`evolve.full_eval_rounds`), so Table 4 and Table 6 have rows for rounds 1 and 4. The policy samples
+at temperature 0.5 (paper 1.0 in rounds 2-4): the round-1 policy of a measured run, sampled 8 times on the 150
+held-out problems, was right in 2.8% of its trajectories at 1.0, 10.9% at 0.7 and 17.7% at 0.5 (greedy: 29%).
+Each round's SFT starts from the base, as in the paper (`sft_init=base`): continuing from the previous round's
+policy lowered held-out greedy every round (29, 21, 23, 17%). Earlier rounds' records of problems a round did not
+solve again are replayed (`sft_replay`). The teacher's mistake rates (0.3 per step in all) make it solve about 63%
+of the training problems with 8 rollouts (78 / 65 / 47% by band), like the paper's round-1 60%.
 """
 
 from rstar_jax.config import (
@@ -63,14 +67,14 @@ def get_config() -> RunConfig:
         ),
         teacher=TeacherConfig(wrong_operand=0.12, wrong_operation=0.08, code_error=0.06, answer_error=0.04),
         search=SearchConfig(
-            rollouts=8, samples_per_expansion=4, max_depth=10, max_step_tokens=64, batch_problems=100, temperature=1.0
+            rollouts=8, samples_per_expansion=4, max_depth=10, max_step_tokens=64, batch_problems=100, temperature=0.5
         ),
         evolve=EvolveConfig(
             bootstrap_rollouts=8,
             unsolved_rollouts=16,
-            eval_samples=8,
-            eval_temperature=1.0,
-            sft_init=SftInit.PREVIOUS,
+            eval_samples=4,
+            eval_temperature=0.5,
+            sft_init=SftInit.BASE,
             sft_replay=True,
             full_eval_rounds=(1, 4),
         ),
