@@ -13,10 +13,10 @@ Every launch module is a thin absl main:
 
 `cli.run` checks that the `--config` file exists and every `--config.a.b=v` override against the `RunConfig`
 tree *before* absl parses the flags, so a missing file or a misspelt key stops the program with a message naming
-it, before any work. `parsed_config` then runs `config_validation.validate` and turns a `ConfigError` into the same kind of
-exit, and points JAX's persistent compilation cache at `config.compile_cache` (`use_compile_cache`): programs
-compiled by one run are loaded from disk by the next. A torn entry left by a killed process only costs a warning
-and a recompile (JAX checks what it reads).
+it, before any work. `parsed_config` then runs `config_validation.validate` and turns a `ConfigError` into the
+same kind of exit, and points JAX's persistent compilation cache at `config.compile_cache` (`use_compile_cache`):
+programs compiled by one run are loaded from disk by the next. A torn entry left by a killed process only costs a
+warning and a recompile (JAX checks what it reads).
 
 The one error path: every error a user can cause (`user_errors`: config values, files and records, model
 directories, checkpoints, a busy or refused workdir, a diverging training run) ends the program with one line

@@ -37,7 +37,8 @@ def test_run_writes_layout_problems_and_verifies(tmp_path):
     assert len(train) == 12 and len(test) == 6
     assert not {p.question for p in train} & {p.question for p in test}
     manifest = json.loads((wd / "problems" / "manifest.json").read_text())
-    assert manifest["files"]["train"]["sha256"] == file_sha256(wd / "problems" / "train.jsonl")
+    assert manifest["stage"] == "problems" and manifest["outputs"]["counts"] == {"train": 12, "test": 6}
+    assert manifest["outputs"]["files"]["train.jsonl"]["sha256"] == file_sha256(wd / "problems" / "train.jsonl")
     assert json.loads((wd / "report.json").read_text()) == summary
     assert "verify" in (wd / "logs" / "evolve.log").read_text()
 

@@ -4,10 +4,10 @@
   parsed: a bad record is named with its line), the model directories (`config.json` and weights), the benchmark
   files, that a run starting at round r > 1 finds round r - 1 finished in the workdir, and that the workdir's
   problems (if any) were made from the same inputs.
-- `prepare_problems` (stage `problems`): the training and held-out problems (the toy domain from `config.toy`, or
-  `config.data.train_file`) written to `<workdir>/problems/{train,test}.jsonl` with a manifest (inputs, counts,
-  checksums). A rerun with the same inputs reuses them; a rerun with different inputs is refused (`StageRefused`),
-  naming what changed.
+- `prepare_problems` (stage `problems`, a `Stages` stage like every other): the training and held-out problems
+  (the toy domain from `config.toy`, or `config.data.train_file`) written to `<workdir>/problems/{train,test}.jsonl`.
+  A rerun with the same inputs reuses them; a rerun with different inputs is refused (`StageRefused`) naming what
+  changed, before anything is written, unless `config.evolve.force`.
 - `check_benchmarks` (stage `benchmarks`): the `config.data.eval_benchmarks` loaded and checked (counts, duplicate
   questions).
 """
@@ -23,8 +23,8 @@ from absl import logging
 from rstar_jax import data, toy
 from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
 from rstar_jax.data import Problem
-from rstar_jax.evolve.stages import MANIFEST, StageRefused, diff_inputs
-from rstar_jax.workdir import RunDir, file_sha256, write_json
+from rstar_jax.evolve.stages import MANIFEST, StageOutputs, StageRefused, Stages, diff_inputs, plain_inputs
+from rstar_jax.workdir import RunDir, file_sha256
 
 __all__ = ["Splits", "check_benchmarks", "preflight", "prepare_problems"]
 
@@ -129,67 +129,56 @@ def preflight(cfg: RunConfig) -> data.ProblemSet | None:
             raise ConfigError(f"config.data.benchmark_dir = {cfg.data.benchmark_dir!r}: {err}") from None
     if cfg.run_rounds and cfg.first_round > 1:
         _check_previous_round(cfg, root)
-    _problems_manifest(RunDir(root).problems / "manifest.json", _problem_inputs(cfg))
+    _problems_manifest(RunDir(root).problems / MANIFEST, _problem_inputs(cfg), cfg.evolve.force)
     return problems
 
 
-def _problems_manifest(manifest_path: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
-    """The problems stage's manifest, if any; `StageRefused` when it was made from other inputs."""
-    if not manifest_path.exists():
-        return None
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    changed = diff_inputs(manifest["inputs"], inputs)
+def _problems_manifest(manifest_path: Path, inputs: dict[str, Any], force: bool) -> None:
+    """`StageRefused`, before anything is written, when the workdir's problems were made from other inputs (and
+    `config.evolve.force` is off); the `problems` stage itself would refuse the same way, later."""
+    if force or not manifest_path.exists():
+        return
+    changed = diff_inputs(json.loads(manifest_path.read_text(encoding="utf-8"))["inputs"], plain_inputs(inputs))
     if changed:
         raise StageRefused(
-            f"{manifest_path} was made from other inputs ({'; '.join(changed)}); use a new config.workdir"
+            f"{manifest_path}: stage problems finished with other inputs ({'; '.join(changed)}); use a new "
+            "config.workdir, or --config.evolve.force=true to redo it and every stage after it"
         )
-    return manifest
 
 
-def prepare_problems(cfg: RunConfig, run_dir: RunDir, loaded: data.ProblemSet | None = None) -> Splits:
-    """Stage `problems`: writes (or reuses) `problems/{train,test}.jsonl`, the manifest last (its commit marker).
+def prepare_problems(
+    cfg: RunConfig, run_dir: RunDir, stages: Stages, loaded: data.ProblemSet | None = None
+) -> tuple[Splits, StageOutputs]:
+    """Stage `problems`: writes (or reuses) `problems/{train,test}.jsonl`; returns the splits and the stage outputs.
 
     `loaded`: the problems of `config.data.train_file` when the caller has read them already (`preflight`)."""
-    manifest_path = run_dir.problems / "manifest.json"
-    inputs = _problem_inputs(cfg)
     paths = {"train": run_dir.problems / "train.jsonl", "test": run_dir.problems / "test.jsonl"}
-    manifest = _problems_manifest(manifest_path, inputs)
-    if manifest is not None:
-        intact = all(p.exists() and file_sha256(p) == manifest["files"][k]["sha256"] for k, p in paths.items())
-        if intact:
-            logging.info("problems: reusing %s (%s)", run_dir.problems, manifest["counts"])
-            return Splits(**{k: list(data.load_problems(p).problems) for k, p in paths.items()})
-        logging.warning("problems: files under %s do not match their manifest; regenerating", run_dir.problems)
-    if inputs["source"] == "toy":
-        spec = toy.ToySpec(
-            train_per_band=cfg.toy.train_per_band,
-            test_per_band=cfg.toy.test_per_band,
-            seed=cfg.toy.seed,
-            bands=tuple(b.value for b in cfg.toy.bands),
-        )
-        splits = toy.generate_toy_splits(spec)
-        result = Splits(train=list(splits["train"]), test=list(splits["test"]))
-    else:
-        if loaded is None:
-            loaded = data.load_problems(cfg.data.train_file, skip_bad=cfg.data.skip_bad_records)
-        result = Splits(train=list(loaded.problems), test=[])
-    for k, p in paths.items():
-        data.write_problems(p, getattr(result, k))
-    write_json(
-        manifest_path,
-        {
-            "inputs": inputs,
-            "counts": {k: len(getattr(result, k)) for k in paths},
-            "files": {k: {"path": p.name, "sha256": file_sha256(p)} for k, p in paths.items()},
-        },
-    )
-    logging.info(
-        "problems: wrote %d train and %d test problems to %s",
-        len(result.train),
-        len(result.test),
-        run_dir.problems,
-    )
-    return result
+
+    def body() -> StageOutputs:
+        nonlocal loaded
+        if cfg.data.train_file:
+            if loaded is None:
+                loaded = data.load_problems(cfg.data.train_file, skip_bad=cfg.data.skip_bad_records)
+            result = Splits(train=list(loaded.problems), test=[])
+        else:
+            spec = toy.ToySpec(
+                train_per_band=cfg.toy.train_per_band,
+                test_per_band=cfg.toy.test_per_band,
+                seed=cfg.toy.seed,
+                bands=tuple(b.value for b in cfg.toy.bands),
+            )
+            splits = toy.generate_toy_splits(spec)
+            result = Splits(train=list(splits["train"]), test=list(splits["test"]))
+        for k, path in paths.items():
+            data.write_problems(path, getattr(result, k))
+        logging.info("problems: wrote %d train and %d test problems to %s", *(len(getattr(result, k)) for k in paths),
+                     run_dir.problems)  # fmt: skip
+        return {"files": list(paths.values()), "counts": {k: len(getattr(result, k)) for k in paths}}
+
+    outputs = stages.run(run_dir.problems, "problems", _problem_inputs(cfg), body)
+    counts = outputs["counts"]  # an empty split (no held-out problems for a problem file) reads back as []
+    splits = {k: list(data.load_problems(p).problems) if counts[k] else [] for k, p in paths.items()}
+    return Splits(**splits), outputs
 
 
 def check_benchmarks(cfg: RunConfig) -> dict[str, dict[str, int]]:

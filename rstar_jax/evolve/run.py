@@ -40,7 +40,6 @@ from rstar_jax.workdir import (
     RunDir,
     WorkdirLock,
     atomic_write_bytes,
-    file_sha256,
     setup_logging,
     write_json,
 )
@@ -57,7 +56,8 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
     changing the workdir."""
     loaded = preflight(cfg)
     with _claimed_workdir(cfg) as run_dir:
-        splits = prepare_problems(cfg, run_dir, loaded)
+        stages = Stages(force=cfg.evolve.force)
+        splits, problems = prepare_problems(cfg, run_dir, stages, loaded)
         write_json(run_dir.root / "config.json", to_dict(cfg))
         summary: dict[str, Any] = {
             "workdir": str(run_dir.root),
@@ -69,8 +69,7 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
         if cfg.run_rounds:
             from rstar_jax.evolve import rounds  # models and the sampling engine load only when rounds run
 
-            problems_digest = file_sha256(run_dir.problems / "manifest.json")
-            stages = Stages(force=cfg.evolve.force)
+            problems_digest = digest(problems)
             base = _base_model(cfg, run_dir, splits, stages, problems_digest)
             summary["rounds"] = {}
             with rounds.round_context(cfg, run_dir, splits, problems_digest, stages, base) as ctx:

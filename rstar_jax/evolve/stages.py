@@ -42,7 +42,7 @@ from absl import logging
 from rstar_jax.config import RunConfig, TrainConfig
 from rstar_jax.workdir import file_sha256, write_json
 
-__all__ = ["StageDiverged", "StageOutputs", "StageRefused", "Stages", "diff_inputs", "digest"]
+__all__ = ["StageDiverged", "StageOutputs", "StageRefused", "Stages", "diff_inputs", "digest", "plain_inputs"]
 
 StageOutputs = dict[str, Any]
 MANIFEST = "manifest.json"
@@ -87,7 +87,7 @@ def digest(outputs: StageOutputs) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _plain(value: Any) -> Any:
+def plain_inputs(value: Any) -> Any:
     """Inputs as they will read back from JSON (tuples become lists), so comparisons are exact."""
     return json.loads(json.dumps(value, sort_keys=True))
 
@@ -125,7 +125,7 @@ class Stages:
         """Runs (or skips, or resumes) one stage; returns its outputs (module docstring)."""
         stage_dir = Path(stage_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
-        inputs = _plain(inputs)
+        inputs = plain_inputs(inputs)
         manifest_path, started_path = stage_dir / MANIFEST, stage_dir / STARTED
         if manifest_path.exists():
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
