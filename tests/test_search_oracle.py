@@ -27,8 +27,8 @@ class Node:
         self.terminal = False
         self.kind = "none"
         self.visits, self.wsum, self.value, self.inited = 0, 0.0, 0.0, False
-        self.errors, self.in_code, self.block = 0, False, []
-        self.final_answer, self.answer = "", None
+        self.errors, self.in_code = 0, False
+        self.final_answer, self.answer, self.observation = "", None, None
 
     def update(self, v):
         if not self.inited:
@@ -85,6 +85,15 @@ class OracleSearch:
             node = node.parent
         return "".join(reversed(texts))
 
+    def history(self, parent):
+        """Part B §2.6: walk up from the parent, stop (excluded) at a node whose text shows an output or closes a
+        code block, collect the steps of the code nodes (the root and answers have none), root first."""
+        steps, node = [], parent
+        while node.parent is not None and not re.search("<end_of_output>|<end_of_code>", node.text):
+            steps.append(node.step)
+            node = node.parent
+        return steps[::-1]
+
     def uct(self, child, parent):
         if child.visits == 0:
             return math.inf if self.cfg.unvisited is UnvisitedRule.INF else 0.0
@@ -134,9 +143,9 @@ class OracleSearch:
                     ok = child.answer is not None and self.grader.match(child.answer, self.p.answer)
                     child.update_recursive(1.0 if ok else -1.0)
                 continue
-            block = (node.block if node.in_code else []) + [st.text]
-            res = self.executor.run_batch([build_program(block)])[0]
+            res = self.executor.run_batch([build_program(self.history(node) + [st.text])])[0]
             obs = res.output.strip() if res.ok else res.error
+            child.observation = obs
             child.errors = 0 if res.ok else node.errors + 1
             dead = False
             if not res.ok and child.errors >= cfg.errors_threshold:
@@ -147,7 +156,6 @@ class OracleSearch:
                 if st.text.endswith("<end_of_code>"):
                     child.text = st.text + "\n<output>" + obs + "<end_of_output>"
                 child.in_code = _open_after(st.text, node.in_code)
-                child.block = block if child.in_code else []
                 if child.depth > cfg.max_depth:
                     child.terminal, child.kind, child.final_answer, dead = True, "too_deep", DEPTH_LABEL, True
             if dead:
@@ -167,11 +175,14 @@ class OracleSearch:
         return self
 
     def tree(self):
-        """tag -> (text, visit_count, q, value, terminal, kind, final_answer)."""
+        """tag -> (text, visit_count, q, value, terminal, kind, final_answer, observation)."""
         out, stack = {}, [self.root]
         while stack:
             node = stack.pop()
-            out[node.tag] = (node.text, node.visits, node.q(), node.value, node.terminal, node.kind, node.final_answer)
+            out[node.tag] = (
+                node.text, node.visits, node.q(), node.value, node.terminal, node.kind, node.final_answer,
+                node.observation,
+            )  # fmt: skip
             stack.extend(node.children)
         return out
 
@@ -217,9 +228,10 @@ def test_driver_matches_plain_python_oracle(mode, setting):
         expected = OracleSearch(problem, cfg, mode.value, policy, FakeExecutor(), grader, ppm, 7).run_rollouts().tree()
         got = record["rstar"]
         assert set(got) == set(expected), problem.id
-        for tag, (text, visits, q, value, terminal, kind, final_answer) in expected.items():
+        for tag, (text, visits, q, value, terminal, kind, final_answer, observation) in expected.items():
             node = got[tag]
             assert node["text"] == text, (problem.id, tag)
+            assert node.get("observation") == observation, (problem.id, tag)  # the program run: the code history
             assert node["visit_count"] == visits, (problem.id, tag)
             assert node["q_value"] == pytest.approx(q, abs=1e-6), (problem.id, tag)
             assert node["value"] == pytest.approx(value, abs=1e-6), (problem.id, tag)

@@ -1,7 +1,7 @@
 """Turn rStar step texts into the Python program the executor runs (rstar_reference.md Part B §2.6).
 
-The tree search passes the texts of the steps of the current code block, root to the new step (the history
-walk of §2.6 stops at the last step that already showed an `<output>`), e.g.
+The tree search passes the texts of the path's code history, root to the new step (the history walk of §2.6:
+every step since the last one that closed a code block or showed an `<output>`, tagged or not), e.g.
 
     ["<code>\\n# Step 1\\nx = 2\\n<end_of_step>", "\\n\\n# Step 2\\nprint(x * 3)\\n<end_of_code>"]
 

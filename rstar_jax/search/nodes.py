@@ -4,7 +4,11 @@ For every expanded node the driver calls `make_children` once per tree, with the
 (`steps.filter_samples`) and one `ExecResult` per non-answer sample. The rules, in order:
 
 - answer step: terminal `ANSWER`; `final_answer` = the grader's extraction (None when the step has no box);
-- non-answer step: its program (the open code block's steps plus this one, `build_program`) was executed.
+- non-answer step: its program was executed: `build_program` of the code history (the reference's walk, Part B
+  §2.6: every step since the last node whose text closed a code block or showed an output, `<end_of_code>` or
+  `<end_of_output>`, whether or not it holds a `<code>` tag) plus this step. So `x0 = 1` then `x1 = x0 + 1`, both
+  written without tags, run as `x0 = 1 ... x1 = x0 + 1`. (The reference also skips history steps whose text after
+  the step shows "TimeoutError"; such a text is never kept here: a shown output closes the chain.)
   A step ending with `<end_of_code>` shows the observation: `"\\n<output>" + obs + "<end_of_output>"` is
   appended to its text. On an error the consecutive-error counter is the parent's plus one, else 0; reaching
   `errors_threshold` makes the node a `CODE_ERRORS` terminal whose text closes the block and shows the error
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 
 from rstar_jax.execution import ExecResult
 from rstar_jax.interfaces import FinishReason, Step
-from rstar_jax.search.steps import CODE_END, Sample, code_state_after, with_observation
+from rstar_jax.search.steps import CODE_END, OUTPUT_END, Sample, code_state_after, with_observation
 from rstar_jax.search.tree import TerminalKind
 
 __all__ = ["TOO_MANY_CODE_ERRORS", "TOO_MANY_STEPS", "HostNode", "make_children", "program_steps"]
@@ -43,7 +47,8 @@ class HostNode:
       observation: executor observation of a code step (None for answers / root).
       errors: consecutive code errors ending at this node.
       in_code: whether a code block is open after this node.
-      block: the code step texts of the open block, this node's included (what the next step's program extends).
+      history: the step texts a child's program starts with: every step since the last node that closed a code
+        block or showed an output, this node's included; () when this node's own text does (module docstring).
       finish: the sample's finish reason; num_tokens: its generated tokens.
     """
 
@@ -56,14 +61,19 @@ class HostNode:
     observation: str | None = None
     errors: int = 0
     in_code: bool = False
-    block: tuple[str, ...] = ()
+    history: tuple[str, ...] = ()
     finish: str = ""
     num_tokens: int = 0
 
 
 def program_steps(parent: HostNode, step_text: str) -> list[str]:
-    """The step texts whose code a new non-answer step runs: the parent's open block plus the step."""
-    return [*(parent.block if parent.in_code else ()), step_text]
+    """The step texts whose code a new non-answer step runs: the parent's code history plus the step."""
+    return [*parent.history, step_text]
+
+
+def _closes_history(text: str) -> bool:
+    """Whether a node's text ends the code history of its descendants (it closed a block or showed an output)."""
+    return CODE_END in text or OUTPUT_END in text
 
 
 def _out_of_context(step: Step) -> bool:
@@ -117,7 +127,7 @@ def make_children(
             if step.endswith(CODE_END):
                 node.text = with_observation(step, result.observation)
             node.in_code = code_state_after(step, parent.in_code)
-            node.block = tuple(program_steps(parent, step)) if node.in_code else ()
+            node.history = () if _closes_history(node.text) else tuple(program_steps(parent, step))
             if depth > max_depth or _out_of_context(sample.step):
                 node.kind = TerminalKind.TOO_DEEP
                 node.final_answer = TOO_MANY_STEPS
