@@ -179,3 +179,38 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert not asked & {f"Question {p.split('/')[1]}" for p in done_before}  # finished ones not recomputed
     assert out.read_bytes() == reference.read_bytes()
     assert json.loads(out.with_name(out.name + ".timings.jsonl").read_text().splitlines()[0])["id"] == "out/0"
+
+
+def _state(q: float, answer: str | None = None) -> dict:
+    return {"terminal_kind": "answer" if answer is not None else "none", "answer": answer, "q_value": q}
+
+
+def test_best_answer_ties_follow_the_reference_walk():
+    """Tied answers: the shallower one, then the one under the higher-Q ancestors (not the first in BFS order)."""
+    from rstar_jax.search import best_answer
+
+    rstar = {
+        "0": _state(0.0),
+        "0.1": _state(-0.5),
+        "0.2": _state(0.8),
+        "0.1.1": _state(0.9, "A"),  # first tied leaf in BFS order, under the weaker parent
+        "0.2.1": _state(0.9, "B"),
+    }
+    assert best_answer(rstar) == ("B", 0.9)
+    # deeper: the grandparents decide (level 2 ties keep level 1's sorted order)
+    rstar = {
+        "0": _state(0.0),
+        "0.1": _state(0.1),
+        "0.2": _state(0.6),
+        "0.1.1": _state(0.3),
+        "0.2.1": _state(0.3),
+        "0.1.1.1": _state(0.7, "A"),
+        "0.2.1.1": _state(0.7, "B"),
+        "0.1.2": _state(0.7, "C"),  # a shallower tie wins over both
+    }
+    assert best_answer(rstar) == ("C", 0.7)
+    del rstar["0.1.2"]
+    assert best_answer(rstar) == ("B", 0.7)
+    rstar["0.1.1.1"] = _state(0.71, "A")  # a higher Q wins whatever its ancestors
+    assert best_answer(rstar) == ("A", 0.71)
+    assert best_answer({"0": _state(0.0), "0.1": _state(0.2)}) == (None, None)

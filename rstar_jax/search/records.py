@@ -8,8 +8,9 @@ One record per problem (rstar_reference.md Part B §6):
 
 Each `rstar` entry has the reference keys `text, extra_info, action, action_input, final_answer, value, q_value,
 visit_count` (plus `observation` for code steps) and ours: `depth, terminal, terminal_kind, prior,
-consecutive_errors, finish, num_tokens`. `best_answer` is the answer leaf with the highest Q (BFS order breaks
-ties), i.e. the highest PPM score at test time (B §10).
+consecutive_errors, finish, num_tokens`. `best_answer` is the answer leaf with the highest Q, i.e. the highest PPM
+score at test time, found as the reference's `eval_output` does (B §10): a level-by-level walk, each level sorted
+by Q (stable), so a tie goes to the shallower answer, then to the one whose ancestors score higher.
 
 The tree file is appended one batch at a time (one `write` of whole lines, then fsync). On open, a torn last line
 (a kill during the write) is cut off, so a rerun skips exactly the problems whose records are complete. Timings
@@ -46,12 +47,25 @@ def _bfs(first_child: np.ndarray, num_children: np.ndarray) -> list[tuple[int, s
 
 
 def best_answer(rstar: dict[str, dict[str, Any]]) -> tuple[str | None, float | None]:
-    """The (answer, Q) of the answer leaf with the highest Q; the first in BFS order on ties; (None, None)."""
+    """The (answer, Q) of the answer leaf with the highest Q, or (None, None).
+
+    Ties: the first in the reference's walk order (module docstring). Level d + 1 lists the children (in creation
+    order) of level d's nodes in their sorted order, then is itself sorted by Q descending, stably.
+    """
+    children: dict[str, list[str]] = {tag: [] for tag in rstar}
+    for tag in sorted(rstar, key=lambda t: [int(p) for p in t.split(".")]):
+        if tag != "0":
+            children[tag.rsplit(".", 1)[0]].append(tag)
     best: tuple[str | None, float | None] = (None, None)
-    for state in rstar.values():
-        is_answer = state["terminal_kind"] == "answer" and state["answer"] is not None
-        if is_answer and (best[1] is None or state["q_value"] > best[1]):
-            best = (state["answer"], state["q_value"])
+    level = ["0"]
+    while level:
+        level.sort(key=lambda t: -rstar[t]["q_value"])
+        for tag in level:
+            state = rstar[tag]
+            is_answer = state["terminal_kind"] == "answer" and state["answer"] is not None
+            if is_answer and (best[1] is None or state["q_value"] > best[1]):
+                best = (state["answer"], state["q_value"])
+        level = [child for tag in level for child in children[tag]]
     return best
 
 
