@@ -23,7 +23,9 @@ def round_config(r: int) -> RunConfig:
         workdir="workdir/paper",
         first_round=r,
         last_round=r,
-        evolve=EvolveConfig(bootstrap_rollouts=8, unsolved_rollouts=64, ppm_from_round=3, eval_samples=16),
+        evolve=EvolveConfig(
+            bootstrap_rollouts=8, unsolved_rollouts=64, ppm_from_round=3, eval_samples=16, pair_min_edit_distance=20
+        ),
         sft=TrainConfig(**train, batch_size=32, weight_decay=0.1),
         ppm=TrainConfig(**train, batch_size=128, weight_decay=0.0),
         search=SearchConfig(

@@ -266,6 +266,12 @@ class EvolveConfig:
         False, "round r's SFT data also keeps earlier rounds' records of problems round r did not solve (toy scale)"
     )
     pair_margin: float = _field(0.5, "minimum Q margin of a PPM step pair", ge=0.0)
+    pair_min_edit_distance: int = _field(
+        0,
+        "drop PPM step pairs whose two steps are fewer than this many character edits apart (reference "
+        "train/sample_rm_data.py: 20; configs/paper.py sets it); 0 = off",
+        ge=0,
+    )
     eval_samples: int = _field(8, "trajectories per held-out problem for votes, best-of-N and MCTS rollouts", ge=1)
     eval_problems: int = _field(0, "held-out problems evaluated per round; 0 = all", ge=0)
     eval_temperature: float = _field(0.8, "sampling temperature of the evaluation's sampled trajectories", ge=0.0)

@@ -186,3 +186,30 @@ def test_ablation_views():
         (build_prompt("Q?", ("w",)), -0.4),
         (build_prompt("Q?", ("w", "B")), -1.0),
     ]
+
+
+def test_edit_distance_filter_drops_close_step_pairs_and_counts_them():
+    """Reference sample_rm_data.py: a step pair whose steps are < 20 character edits apart is dropped (switch:
+    min_edit_distance, 0 = off); final-step pairs are kept; extract_round counts the removed pairs."""
+    far = "\n\n# Step 2: use the difference of the two totals instead\nx = total_a - total_b\n<end_of_step>"
+    good = "\n\n# Step 2: add the two totals\nx = total_a + total_b\n<end_of_step>"
+    near = "\n\n# Step 2: add the two totals\nx = total_a + total_c\n<end_of_step>"  # 1 edit from `good`
+    nodes = {
+        "0.1": node(good, 0.9),
+        "0.1.1": ans("\n<answer>\\boxed{1}<end_of_answer>", 1.0, True),
+        "0.2": node(near, -0.8),
+        "0.2.1": ans("\n<answer>\\boxed{2}<end_of_answer>", -1.0, False),
+        "0.3": node(far, -0.9),
+        "0.3.1": ans("\n<answer>\\boxed{3}<end_of_answer>", -1.0, False),
+    }
+    rec = record(nodes)
+    assert {p["neg"] for p in _step_pairs(ppm_pairs(rec))} == {near, far}
+    kept = ppm_pairs(rec, min_edit_distance=20)
+    assert [(p["pos"], p["neg"]) for p in _step_pairs(kept)] == [(good, far)]
+    assert all(p["pos_count"] == 1 and p["neg_count"] == 2 for p in _step_pairs(kept))  # counts before filtering
+    assert _final_pairs(kept) == _final_pairs(ppm_pairs(rec))  # final-step pairs: no edit-distance filter
+    assert ppm_pairs(rec, min_edit_distance=0) == ppm_pairs(rec)
+    data = extract_round([rec, record(nodes, "p2")], min_edit_distance=20)
+    assert data.stats["pairs_removed_edit_distance"] == 2  # counted per tree, before the dedup (same question here)
+    assert data.stats["pairs"] == len(data.pairs) == len(kept)
+    assert extract_round([rec]).stats["pairs_removed_edit_distance"] == 0

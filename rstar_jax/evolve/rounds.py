@@ -213,12 +213,19 @@ def extract_data(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, 
         "per_problem": cfg.evolve.sft_per_problem,
         "replay": digest(_previous(ctx, r, "data")[1]) if replay else None,
     }
+    if cfg.evolve.pair_min_edit_distance:  # only when on: workdirs made before the filter existed still resume
+        inputs["min_edit_distance"] = cfg.evolve.pair_min_edit_distance
 
     def body() -> dict[str, Any]:
         records = []
         for name in sorted(trees["files"]):
             records += list(read_records(rd.trees / name))
-        data = extract.extract_round(records, margin=cfg.evolve.pair_margin, per_problem=cfg.evolve.sft_per_problem)
+        data = extract.extract_round(
+            records,
+            margin=cfg.evolve.pair_margin,
+            min_edit_distance=cfg.evolve.pair_min_edit_distance,
+            per_problem=cfg.evolve.sft_per_problem,
+        )
         sft = data.sft
         if replay:  # earlier rounds' records (themselves replayed) of the problems this round did not solve
             solved = {x["id"] for x in sft}

@@ -9,6 +9,7 @@ write_json("round1/ppm.json", data.pairs, trainer_format=True)  # [{"prompt", "p
 
 from rstar_jax.extract.data import (
     RoundData,
+    edit_filter,
     extract_round,
     orm_pairs,
     ppm_pairs,
@@ -23,6 +24,7 @@ __all__ = [
     "RoundData",
     "AnswerPath",
     "build_tree",
+    "edit_filter",
     "classify",
     "extract_round",
     "orm_pairs",

@@ -11,6 +11,9 @@ PPM pairs, per problem:
     The next search nodes are the children that lead to both correct and wrong answers.
   * final step: 2 correct vs 2 wrong full trajectories (highest / lowest mean Q; the same 1 x 4 / 4 x 1 rule),
     with prompt = the bare question prompt, so prompt + pos is the full PPM input.
+  * edit distance (reference `train/sample_rm_data.py`, Part B §8.2): with `min_edit_distance` > 0 a step pair
+    whose two steps are fewer than that many character edits apart (Levenshtein) is dropped (reference: 20).
+    Final-step pairs follow the paper, which has no such filter, and are kept.
 Output `{"prompt", "pos", "neg", "pos_count", "neg_count", "id", "kind": "step" | "final"}`; `pos_count` and
 `neg_count` are the group sizes, the pair weight is 1 / (pos_count * neg_count).
 """
@@ -24,10 +27,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from rstar_jax.extract.distance import edit_distance
 from rstar_jax.extract.trees import AnswerPath, Difficulty, Node, answer_paths, build_tree, classify
 from rstar_jax.search.steps import build_prompt
 
-__all__ = ["RoundData", "extract_round", "orm_pairs", "ppm_pairs", "pqm_values", "sft_records"]
+__all__ = ["RoundData", "edit_filter", "extract_round", "orm_pairs", "ppm_pairs", "pqm_values", "sft_records"]
 
 
 def _take(chosen: list[Any], rejected: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -66,7 +70,17 @@ def _pair(record: dict[str, Any], kind: str, prompt: str, pos: str, neg: str, n_
     }
 
 
-def ppm_pairs(record: dict[str, Any], margin: float = 0.5) -> list[dict[str, Any]]:
+def edit_filter(pairs: list[dict[str, Any]], min_edit_distance: int) -> tuple[list[dict[str, Any]], int]:
+    """`pairs` without the step pairs whose `pos` and `neg` are fewer than `min_edit_distance` character edits
+    apart (0 = keep all), and how many were removed."""
+    if min_edit_distance <= 0:
+        return pairs, 0
+    limit = min_edit_distance - 1  # only "below the threshold or not" matters
+    kept = [p for p in pairs if p["kind"] != "step" or edit_distance(p["pos"], p["neg"], limit) >= min_edit_distance]
+    return kept, len(pairs) - len(kept)
+
+
+def ppm_pairs(record: dict[str, Any], margin: float = 0.5, min_edit_distance: int = 0) -> list[dict[str, Any]]:
     """The PPM pairs of one tree record (module docstring): step pairs in BFS order, then final-step pairs."""
     root = build_tree(record)
     question = record["question"]
@@ -94,7 +108,7 @@ def ppm_pairs(record: dict[str, Any], margin: float = 0.5) -> list[dict[str, Any
     out.extend(
         _pair(record, "final", prompt, c.response, r.response, len(pos_t), len(neg_t)) for c in pos_t for r in neg_t
     )
-    return out
+    return edit_filter(out, min_edit_distance)[0]
 
 
 def orm_pairs(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -137,23 +151,31 @@ class RoundData:
 
 
 def extract_round(
-    records: Iterable[dict[str, Any]], *, seen: set[str] | None = None, margin: float = 0.5, per_problem: int = 2
+    records: Iterable[dict[str, Any]],
+    *,
+    seen: set[str] | None = None,
+    margin: float = 0.5,
+    min_edit_distance: int = 0,
+    per_problem: int = 2,
 ) -> RoundData:
     """SFT records and PPM pairs of all tree records, minus those already in `seen` (earlier rounds).
 
-    Stats: problems / SFT records / pairs in total and per difficulty class, and duplicates dropped.
+    Stats: problems / SFT records / pairs in total and per difficulty class, duplicates dropped, and the step
+    pairs the edit-distance filter removed (`pairs_removed_edit_distance`, counted before the dedup).
     """
     seen = set() if seen is None else set(seen)
     sft: list[dict[str, Any]] = []
     pairs: list[dict[str, Any]] = []
     by_class: dict[str, collections.Counter[str]] = {d.value: collections.Counter() for d in Difficulty}
-    dropped = 0
+    dropped = removed = 0
     for record in records:
         difficulty = classify(list(answer_paths(build_tree(record)))).value
         by_class[difficulty]["problems"] += 1
+        record_pairs, n_removed = edit_filter(ppm_pairs(record, margin), min_edit_distance)
+        removed += n_removed
         for kind, items, fields, sink in (
             ("sft", sft_records(record, per_problem), ("query", "response"), sft),
-            ("pairs", ppm_pairs(record, margin), ("prompt", "pos", "neg"), pairs),
+            ("pairs", record_pairs, ("prompt", "pos", "neg"), pairs),
         ):
             for item in items:
                 key = _key(item, fields)
@@ -168,6 +190,7 @@ def extract_round(
         "sft": len(sft),
         "pairs": len(pairs),
         "duplicates_dropped": dropped,
+        "pairs_removed_edit_distance": removed,
         "by_difficulty": {d: {k: c[k] for k in ("problems", "sft", "pairs")} for d, c in by_class.items()},
     }
     return RoundData(sft, pairs, seen, stats)
