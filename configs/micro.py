@@ -53,7 +53,12 @@ def get_config() -> RunConfig:
         teacher=TeacherConfig(wrong_operand=0.1, wrong_operation=0.05, code_error=0.05, answer_error=0.0),
         search=SearchConfig(rollouts=2, samples_per_expansion=3, max_depth=6, max_step_tokens=32, batch_problems=16),
         evolve=EvolveConfig(
-            bootstrap_rollouts=4, unsolved_rollouts=2, eval_samples=2, eval_temperature=1.0, sft_replay=True
+            bootstrap_rollouts=4,
+            unsolved_rollouts=2,
+            unsolved_more_rollouts=(2,),
+            eval_samples=2,
+            eval_temperature=1.0,
+            sft_replay=True,
         ),
         execution=ExecutionConfig(timeout_s=5.0, memory_mb=512, workers=1),
         pretrain=_train(3),

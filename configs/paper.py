@@ -2,7 +2,9 @@
 
 Round 1 bootstraps with terminal-guided MCTS and 8 rollouts (the reference ships 48 by mistake); round 2 uses the
 round-1 policy, terminal-guided, 16 rollouts; rounds 3 and 4 add the previous round's PPM (q0 initialisation), 16
-rollouts. Sampling temperature and the consecutive-error threshold follow the reference's bootstrap and
+rollouts; round 4 then searches its still-unsolved problems again with 64 rollouts, and those still unsolved with
+128 (new seeds each time). Step pairs closer than 20 character edits are dropped (the reference's
+train/sample_rm_data.py). Sampling temperature and the consecutive-error threshold follow the reference's bootstrap and
 round-2-to-4 configs. Without `data.train_file` the toy domain stands in for the training problems; with it,
 `model.base` names the base checkpoint (HF directory, e.g. Qwen2.5-Math-7B) and `model.bootstrap` or
 `model.endpoint` the round-1 policy.
@@ -24,7 +26,12 @@ def round_config(r: int) -> RunConfig:
         first_round=r,
         last_round=r,
         evolve=EvolveConfig(
-            bootstrap_rollouts=8, unsolved_rollouts=64, ppm_from_round=3, eval_samples=16, pair_min_edit_distance=20
+            bootstrap_rollouts=8,
+            unsolved_rollouts=64,
+            unsolved_more_rollouts=(128,),
+            ppm_from_round=3,
+            eval_samples=16,
+            pair_min_edit_distance=20,
         ),
         sft=TrainConfig(**train, batch_size=32, weight_decay=0.1),
         ppm=TrainConfig(**train, batch_size=128, weight_decay=0.0),

@@ -108,6 +108,11 @@ class DataConfig:
     train_file: str = _field("", "problems to search on (JSON list, {'example': [...]}, JSONL); '' = toy domain")
     eval_benchmarks: tuple[str, ...] = _field((), "benchmark names to load and evaluate on, e.g. ('math500',)")
     skip_bad_records: bool = _field(False, "skip malformed problem records (reported and counted) instead of failing")
+    reference_dir: str = _field(
+        "",
+        "directory of the reference's mcts_prompt.json and few_shots.json (round 1's few-shot prompt, "
+        "`evolve.bootstrap_shots`); '' = $RSTAR_REFERENCE_DIR or ../shared/data/reference_records",
+    )
 
 
 @dataclasses.dataclass(slots=True)
@@ -258,7 +263,19 @@ class EvolveConfig:
     """The self-evolution recipe around the search (rstar_reference.md Part A "rounds")."""
 
     bootstrap_rollouts: int = _field(8, "round-1 (bootstrap) MCTS rollouts; later rounds use search.rollouts", ge=1)
+    bootstrap_shots: int = _field(
+        2,
+        "round 1 with a model as policy (model.endpoint / model.bootstrap / model.base): examples in the reference's "
+        "few-shot prompt (data.reference_dir), shuffled per problem (reference: 2); 0 = the SFT template. The toy "
+        "teacher and rounds >= 2 always use the SFT template",
+        ge=0,
+    )
     unsolved_rollouts: int = _field(64, "round 4: extra rollouts with new seeds for still-unsolved problems", ge=0)
+    unsolved_more_rollouts: tuple[int, ...] = _field(
+        (),
+        "round 4: after the `unsolved_rollouts` search, one more search per entry, each of the problems still "
+        "unsolved, with that many rollouts and new seeds (paper §3.4.2, 64 then up to 128: (128,)); () = none",
+    )
     ppm_from_round: int = _field(3, "first round whose search uses the previous round's PPM (q0 init)", ge=2)
     sft_init: SftInit = _field(SftInit.BASE, "where each round's policy SFT starts")
     sft_per_problem: int = _field(2, "SFT trajectories kept per problem (top by mean Q)", ge=1)

@@ -95,6 +95,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config.last_round = {cfg.last_round} is before config.first_round = {cfg.first_round}")
     if len(set(cfg.toy.bands)) != len(cfg.toy.bands) or not cfg.toy.bands:
         raise ConfigError(f"config.toy.bands = {cfg.toy.bands!r}: must be non-empty without repeats")
+    more = cfg.evolve.unsolved_more_rollouts
+    if any(n < 1 for n in more) or (more and not cfg.evolve.unsolved_rollouts):
+        raise ConfigError(
+            f"config.evolve.unsolved_more_rollouts = {more!r}: rollout counts >= 1, after a first search of the "
+            f"unsolved problems (config.evolve.unsolved_rollouts = {cfg.evolve.unsolved_rollouts}, must be > 0)"
+        )
     if any(r < 1 for r in cfg.evolve.full_eval_rounds):
         raise ConfigError(f"config.evolve.full_eval_rounds = {cfg.evolve.full_eval_rounds!r}: rounds start at 1")
     if cfg.toy_model.read_per_band and (cfg.model.base != SCRATCH_BASE or cfg.data.train_file):

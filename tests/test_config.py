@@ -64,6 +64,14 @@ def test_slots_reject_misspelt_attribute():
         ("ppm", "compute_dtype", "bfloat15", "config.ppm.compute_dtype = 'bfloat15': expected one of"),
         ("model", "dtype", "float8", "config.model.dtype = 'float8'"),
         ("toy_model", "heads", 0, "config.toy_model.heads = 0: must be >= 1"),
+        (
+            "evolve",
+            "unsolved_more_rollouts",
+            (128, 0),
+            "config.evolve.unsolved_more_rollouts = .128, 0.: rollout counts",
+        ),
+        ("evolve", "unsolved_more_rollouts", 128, "config.evolve.unsolved_more_rollouts = 128: expected a tuple"),
+        ("evolve", "pair_min_edit_distance", -1, "config.evolve.pair_min_edit_distance = -1: must be >= 0"),
     ],
 )
 def test_invalid_values_name_key_and_allowed(section, key, value, message):
@@ -90,6 +98,10 @@ def test_cross_field_rules():
     cfg.model.base, cfg.data.train_file = "scratch", "problems.jsonl"
     with pytest.raises(ConfigError, match="only knows the toy domain"):
         validate(cfg)
+    cfg = RunConfig()
+    cfg.evolve.unsolved_rollouts, cfg.evolve.unsolved_more_rollouts = 0, (128,)
+    with pytest.raises(ConfigError, match="config.evolve.unsolved_rollouts = 0, must be > 0"):
+        validate(cfg)  # a later search of the still-unsolved problems needs the first one
 
 
 def test_workdir_and_train_file_rules():

@@ -1,13 +1,14 @@
 """The whole self-evolution loop on configs/micro.py (all four rounds), as subprocesses: an uninterrupted run, and a
-run killed with SIGKILL at a random moment of every stage (and once more during round 4's second search of the
-unsolved problems) and rerun with the same command each time.
+run killed with SIGKILL at a random moment of every stage (and once more during each of round 4's later searches
+of the unsolved problems) and rerun with the same command each time.
 
 Checks: both complete; the killed run's manifests record the same counts and the same output files (checksums) as
 the uninterrupted one; a manifest, once written, is never rewritten by a later rerun (no finished stage is redone);
 the reports exist; a changed config for a finished stage is refused naming the key. On the uninterrupted run
 (shared by the tests of this module, started once and run alongside the killed one): rounds 3-4 search with the
 previous round's PPM and rounds 1-2 without; round 4 searches exactly its unsolved training problems again, with new
-seeds; `evolve.sft_replay` keeps every earlier problem in each round's SFT data.
+seeds, and those still unsolved once more (`evolve.unsolved_more_rollouts`); `evolve.sft_replay` keeps every earlier
+problem in each round's SFT data.
 """
 
 import json
@@ -31,8 +32,11 @@ STAGES = ["base"] + [f"round_{r}/{s}" for r in range(1, ROUNDS + 1) for s in ("t
 # where to kill: a random moment (up to 2 s) after each stage has started, and a moment (up to 0.5 s: it is short)
 # after round 4's second search, of the problems its first search left unsolved, has begun (its log line)
 SECOND_SEARCH = "unsolved problems searched again"
+THIRD_SEARCH = "problems still unsolved, searched once more"  # evolve.unsolved_more_rollouts (micro: one entry)
 KILL_POINTS = [(f"{s}/started.json", 2.0) for s in STAGES]
 KILL_POINTS.insert(STAGES.index(f"round_{ROUNDS}/trees") + 1, ("log:" + SECOND_SEARCH, 0.5))
+KILL_POINTS.insert(STAGES.index(f"round_{ROUNDS}/trees") + 2, ("log:" + THIRD_SEARCH, 0.5))
+ROUND4_FILES = {"trees.jsonl", "trees_unsolved.jsonl", "trees_unsolved_2.jsonl"}
 
 
 def _cmd(workdir, *extra):
@@ -137,7 +141,7 @@ def test_kill9_every_stage_then_resume_matches_uninterrupted_run(tmp_path, refer
         ref_out, run_out = ref_m[stage][1]["outputs"], run_m[stage][1]["outputs"]
         assert run_out["counts"] == ref_out["counts"], stage
         assert run_out["files"] == ref_out["files"], f"{stage}: outputs differ from the uninterrupted run"
-    assert set(run_m[f"round_{ROUNDS}/trees"][1]["outputs"]["files"]) == {"trees.jsonl", "trees_unsolved.jsonl"}
+    assert set(run_m[f"round_{ROUNDS}/trees"][1]["outputs"]["files"]) == ROUND4_FILES
     for wd in (ref_dir, run_dir):
         assert (wd / "report" / "report.md").exists() and (wd / "report" / "report_system.png").exists()
         for r in range(1, ROUNDS + 1):
@@ -179,9 +183,21 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(refe
     assert all(x["seed"] != first_seed[x["id"]] for x in again)
     inputs = json.loads((trees_dir / "manifest.json").read_text())["inputs"]
     assert {x["rollouts"] for x in again} == {inputs["unsolved_rollouts"]} and inputs["unsolved_rollouts"] > 0
+    # the third search: exactly the problems neither earlier search solved, with seeds of its own
+    third = _records(trees_dir / "trees_unsolved_2.jsonl")
+    still = [i for i in unsolved if i not in {x["id"] for x in again if _solved(x)}]
+    assert still and [x["id"] for x in third] == still
+    again_seed = {x["id"]: x["seed"] for x in again}
+    assert all(x["seed"] not in (first_seed[x["id"]], again_seed[x["id"]]) for x in third)
+    assert (
+        {x["rollouts"] for x in third}
+        == set(inputs["unsolved_more_rollouts"])
+        == {MICRO.evolve.unsolved_more_rollouts[0]}
+    )
     outputs = json.loads((trees_dir / "manifest.json").read_text())["outputs"]
-    solved_in_round = solved | {x["id"] for x in again if _solved(x)}
-    assert outputs["counts"] == {"trees": len(first) + len(again), "solved": len(solved_in_round)}
+    solved_in_round = solved | {x["id"] for x in again + third if _solved(x)}
+    assert set(outputs["files"]) == ROUND4_FILES
+    assert outputs["counts"] == {"trees": len(first) + len(again) + len(third), "solved": len(solved_in_round)}
     for r in range(1, ROUNDS):
         files = json.loads((ref_dir / f"round_{r}" / "trees" / "manifest.json").read_text())["outputs"]["files"]
         assert set(files) == {"trees.jsonl"}, r

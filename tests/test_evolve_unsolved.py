@@ -63,21 +63,22 @@ def _finish(stages, stage_dir, name):
     stages.run(stage_dir, name, {}, body)
 
 
-def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_path, monkeypatch):
+def _round4(tmp_path, monkeypatch, evolve: EvolveConfig, mistake_rate: float = 0.3):
+    """Runs round 4's trees stage; returns (cfg, train, run_dir, stage outputs, searches, policy, ppm, models)."""
     train = [p for band in BANDS for p in generate_problems(band, 4, 0)]
     cfg = RunConfig(
         seed=0,
         workdir=str(tmp_path / "wd"),
         progress_bars=False,
         search=SearchConfig(rollouts=1, samples_per_expansion=2, max_depth=12, batch_problems=16),
-        evolve=EvolveConfig(unsolved_rollouts=3),
+        evolve=evolve,
     )
     assert cfg.evolve.ppm_from_round <= R
     run_dir = RunDir.create(cfg.workdir, range(R - 1, R + 1))
     stages = Stages()
     _finish(stages, run_dir.round(R - 1).sft, f"round_{R - 1}/sft")
     _finish(stages, run_dir.round(R - 1).ppm, f"round_{R - 1}/ppm")
-    policy = ScriptedToyPolicy(train, mistake_rate=0.3)
+    policy = ScriptedToyPolicy(train, mistake_rate=mistake_rate)
     ppm = CachedPPM(HashPPM(), policy.calls)
     models = StubModels(policy, ppm)
     searches = []
@@ -103,6 +104,19 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_
             models=models,
         )
         out = rounds.search_trees(ctx, R)
+    return cfg, train, run_dir, out, searches, policy, ppm, models
+
+
+def _asked(policy, train, since_call):
+    """Ids of the problems whose questions the policy was asked from its call `since_call` on."""
+    prompts = [prompt for call in policy.calls[since_call:] for prompt in call]
+    return {p.id for p in train if any(prompt.startswith(build_prompt(p.question, [])) for prompt in prompts)}
+
+
+def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_path, monkeypatch):
+    cfg, train, run_dir, out, searches, policy, ppm, models = _round4(
+        tmp_path, monkeypatch, EvolveConfig(unsolved_rollouts=3)
+    )
     assert ("policy", f"round_{R - 1}", cfg.search.temperature) in models.loaded
     assert ("ppm", f"round_{R - 1}") in models.loaded
 
@@ -127,12 +141,39 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_
     assert searches[0]["run_seed"] != searches[1]["run_seed"]
     # each search starts with an empty PPM prefix cache: its trees do not depend on what the process ran before
     assert [c["calls"] for c in searches] == ppm.cleared
-    second = [prompt for call in policy.calls[searches[1]["calls"] :] for prompt in call]
-    asked = {p.id for p in train if any(prompt.startswith(build_prompt(p.question, [])) for prompt in second)}
-    assert asked == set(unsolved)
+    assert _asked(policy, train, searches[1]["calls"]) == set(unsolved)
 
     solved = solved_first | {x["id"] for x in again if rounds._solved(x)}
     assert out["counts"] == {"trees": len(train) + len(unsolved), "solved": len(solved)}
     manifest = json.loads((trees_dir / "manifest.json").read_text())
     assert set(manifest["outputs"]["files"]) == {"trees.jsonl", "trees_unsolved.jsonl"}
     assert manifest["inputs"]["unsolved_rollouts"] == cfg.evolve.unsolved_rollouts
+    assert "unsolved_more_rollouts" not in manifest["inputs"]  # off: the inputs of older workdirs are unchanged
+
+
+def test_round4_later_searches_take_only_the_problems_still_unsolved(tmp_path, monkeypatch):
+    """`evolve.unsolved_more_rollouts` (paper: 64 more rollouts, then up to 128): each later search gets exactly
+    the problems no earlier search solved, with new seeds; one solved in the second search is not searched again."""
+    evolve = EvolveConfig(unsolved_rollouts=1, unsolved_more_rollouts=(2,))
+    _, train, run_dir, out, searches, policy, ppm, _ = _round4(tmp_path, monkeypatch, evolve, mistake_rate=0.2)
+    trees_dir = run_dir.round(R).trees
+    tiers = [
+        list(read_records(trees_dir / n)) for n in ("trees.jsonl", "trees_unsolved.jsonl", "trees_unsolved_2.jsonl")
+    ]
+    solved = [{x["id"] for x in records if rounds._solved(x)} for records in tiers]
+    after_first = [p.id for p in train if p.id not in solved[0]]
+    after_second = [i for i in after_first if i not in solved[1]]
+    assert solved[1] and after_second, "the mistake rate should let the second search solve some, not all"
+    assert [[x["id"] for x in records] for records in tiers] == [[p.id for p in train], after_first, after_second]
+    assert [c["ids"] for c in searches] == [[p.id for p in train], after_first, after_second]
+    assert not solved[1] & set(after_second)  # solved in the second search: not searched a third time
+    assert _asked(policy, train, searches[2]["calls"]) == set(after_second)
+    assert len({c["run_seed"] for c in searches}) == 3
+    seeds = [{x["id"]: x["seed"] for x in records} for records in tiers]
+    assert all(seeds[2][i] not in (seeds[0][i], seeds[1][i]) for i in after_second)
+    assert [{x["rollouts"] for x in records} for records in tiers] == [{1}, {1}, {2}]
+    assert [c["calls"] for c in searches] == ppm.cleared
+    assert out["counts"] == {"trees": sum(map(len, tiers)), "solved": len(set().union(*solved))}
+    manifest = json.loads((trees_dir / "manifest.json").read_text())
+    assert set(manifest["outputs"]["files"]) == {"trees.jsonl", "trees_unsolved.jsonl", "trees_unsolved_2.jsonl"}
+    assert manifest["inputs"]["unsolved_more_rollouts"] == [2]

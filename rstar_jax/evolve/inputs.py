@@ -2,8 +2,8 @@
 
 - `preflight` checks, writing nothing: the workdir (a writable directory, or creatable), the problem file (read and
   parsed: a bad record is named with its line), the model directories (`config.json` and weights), the benchmark
-  files, that a run starting at round r > 1 finds round r - 1 finished in the workdir, and that the workdir's
-  problems (if any) were made from the same inputs.
+  files, round 1's few-shot prompt files (a model as bootstrap policy), that a run starting at round r > 1 finds
+  round r - 1 finished in the workdir, and that the workdir's problems (if any) were made from the same inputs.
 - `prepare_problems` (stage `problems`, a `Stages` stage like every other): the training and held-out problems
   (the toy domain from `config.toy`, or `config.data.train_file`) written to `<workdir>/problems/{train,test}.jsonl`.
   A rerun with the same inputs reuses them; a rerun with different inputs is refused (`StageRefused`) naming what
@@ -90,6 +90,16 @@ def _check_toy_base() -> None:
         ) from None
 
 
+def _check_bootstrap_prompt(cfg: RunConfig) -> None:
+    """Round 1's few-shot prompt files (when a model is the policy and `evolve.bootstrap_shots` > 0) read."""
+    from rstar_jax.evolve.model_cache import bootstrap_prompt  # local: loads the model stack
+
+    try:
+        bootstrap_prompt(cfg)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"config.data.reference_dir = {cfg.data.reference_dir!r}: {err}") from None
+
+
 def _check_previous_round(cfg: RunConfig, root: Path) -> None:
     prev = cfg.first_round - 1
     for stage in ("sft", "ppm"):
@@ -122,6 +132,8 @@ def preflight(cfg: RunConfig) -> data.ProblemSet | None:
             _check_model_dir(key, value)
     if cfg.run_rounds and not cfg.model.base and not cfg.data.train_file:
         _check_toy_base()
+    if cfg.run_rounds and cfg.first_round == 1:
+        _check_bootstrap_prompt(cfg)
     for name in cfg.data.eval_benchmarks:
         try:
             data.benchmark_path(name, cfg.data.benchmark_dir or None)

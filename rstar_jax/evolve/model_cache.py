@@ -10,7 +10,8 @@
   `model.prefill_tokens` bound each call's rows and padded prompt tokens, hence its peak memory.
 - `bootstrap_policy`: round 1's policy: the scripted toy teacher (toy, no `model.bootstrap`), an
   OpenAI-compatible endpoint (`model.endpoint`), or an HF checkpoint (`model.bootstrap`, else `model.base`)
-  through the cache; `bootstrap_identity` names it for the trees stage's inputs.
+  through the cache; `bootstrap_identity` names it for the trees stage's inputs; `bootstrap_prompt` is its
+  prompt: the reference's few-shot prompt for a model (`evolve.bootstrap_shots` > 0), else the SFT template.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from rstar_jax.config import SCRATCH_BASE, RunConfig
 from rstar_jax.data import Problem
 from rstar_jax.interfaces import Policy, ValueModel
 from rstar_jax.sampling import CompletionsPolicy, FlaxPolicy, FlaxPPMScorer, SamplingParams
+from rstar_jax.search.prompts import FewShotPrompt, Prompter, sft_prompt
 
-__all__ = ["ModelCache", "bootstrap_identity", "bootstrap_policy"]
+__all__ = ["ModelCache", "bootstrap_identity", "bootstrap_policy", "bootstrap_prompt"]
 
 
 def _given_base(cfg: RunConfig) -> str:
@@ -42,6 +44,16 @@ def bootstrap_identity(cfg: RunConfig) -> dict[str, Any]:
         checkpoint = Path(m.bootstrap or _given_base(cfg)).resolve()
         return {"checkpoint": str(checkpoint), "temperature": cfg.search.temperature}
     return {"toy_teacher": {k: getattr(cfg.teacher, k) for k in cfg.teacher.__slots__}}
+
+
+def bootstrap_prompt(cfg: RunConfig) -> Prompter:
+    """Round 1's prompt builder: the few-shot `FewShotPrompt` when a model (not the toy teacher) is the policy and
+    `evolve.bootstrap_shots` > 0, read from `data.reference_dir` (FileNotFoundError / ValueError name the file);
+    else the SFT template."""
+    m = cfg.model
+    if (m.endpoint or m.bootstrap or _given_base(cfg)) and cfg.evolve.bootstrap_shots:
+        return FewShotPrompt.load(cfg.data.reference_dir or None, cfg.evolve.bootstrap_shots)
+    return sft_prompt
 
 
 def bootstrap_policy(cfg: RunConfig, train: Sequence[Problem], cache: ModelCache) -> Policy:

@@ -9,7 +9,8 @@ resumable; `evolve.run.evolve` calls them in that order, after the base model's 
 
 Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`, see `stages`):
 
-    trees/     trees.jsonl (+ trees_unsolved.jsonl in round 4): one MCTS tree per training problem
+    trees/     trees.jsonl: one MCTS tree per training problem; round 4 adds trees_unsolved.jsonl (and
+               trees_unsolved_<k>.jsonl for the k-th search of `evolve.unsolved_more_rollouts`)
     data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A); with
                `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve
     sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl)
@@ -21,9 +22,13 @@ The cumulative report (`<workdir>/report/`) covers every round of the workdir th
 run after `configs/round1.py` on the same workdir reports both.
 
 Who searches (paper §3.4.2, Part A "rounds"): round 1 the bootstrap policy, terminal-guided, with
-`evolve.bootstrap_rollouts`; round r >= 2 the round r-1 policy with `search.rollouts`, and from round
-`evolve.ppm_from_round` on the round r-1 PPM initialises new children's Q. The last paper round (4) then
-searches the still-unsolved problems again with `evolve.unsolved_rollouts` rollouts and new seeds.
+`evolve.bootstrap_rollouts`, prompted with the reference's few-shot prompt when it is a model
+(`evolve.bootstrap_shots`, `search.prompts.FewShotPrompt`; the toy teacher reads the SFT template); round r >= 2
+the round r-1 policy with the SFT template and `search.rollouts`, and from round `evolve.ppm_from_round` on the
+round r-1 PPM initialises new children's Q. The last paper round (4) then
+searches the still-unsolved problems again with `evolve.unsolved_rollouts` rollouts and new seeds, then, for each
+entry of `evolve.unsolved_more_rollouts`, the problems still unsolved once more with that many rollouts and new
+seeds (paper: 64 more rollouts, then up to 128). A problem solved by one search is not searched again.
 """
 
 from __future__ import annotations
@@ -43,12 +48,13 @@ from rstar_jax.data import Problem
 from rstar_jax.evolve import evaluate as evaluation
 from rstar_jax.evolve import report
 from rstar_jax.evolve.inputs import Splits
-from rstar_jax.evolve.model_cache import ModelCache, bootstrap_identity, bootstrap_policy
+from rstar_jax.evolve.model_cache import ModelCache, bootstrap_identity, bootstrap_policy, bootstrap_prompt
 from rstar_jax.evolve.stages import Stages, digest
 from rstar_jax.execution import Executor
 from rstar_jax.search import ProjectGrader, SearchMode, read_records, run_search
 from rstar_jax.search.driver import Runner
 from rstar_jax.search.grader import Grader
+from rstar_jax.search.prompts import FewShotPrompt, sft_prompt
 from rstar_jax.search.steps import derive_seed
 from rstar_jax.train import Kind, fit
 from rstar_jax.workdir import RunDir, write_json
@@ -123,6 +129,13 @@ def _solved(record: dict[str, Any]) -> bool:
     return any(n.get("terminal_kind") == "answer" and n.get("value", 0.0) > 0 for n in record["rstar"].values())
 
 
+def _unsolved_tiers(cfg: RunConfig, r: int) -> tuple[int, ...]:
+    """Rollouts of round r's searches of the problems its earlier searches left unsolved, in order (round 4 only)."""
+    if r != UNSOLVED_ROUND or not cfg.evolve.unsolved_rollouts:
+        return ()
+    return (cfg.evolve.unsolved_rollouts, *cfg.evolve.unsolved_more_rollouts)
+
+
 def _cold(*models: Any) -> None:
     """Empties the prefix caches of `ModelCache`'s models (kept across stages) before a search, so its trees do not
     depend on what ran earlier in the process: cached prefixes change the padded shapes and with them the rounding
@@ -160,6 +173,12 @@ def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
         "seed": cfg.seed,
         "unsolved_rollouts": cfg.evolve.unsolved_rollouts if r == UNSOLVED_ROUND else 0,
     }
+    tiers = _unsolved_tiers(cfg, r)
+    if len(tiers) > 1:  # only when set: round-4 workdirs made before the later searches existed still resume
+        inputs["unsolved_more_rollouts"] = list(tiers[1:])
+    prompt = bootstrap_prompt(cfg) if r == 1 else sft_prompt
+    if isinstance(prompt, FewShotPrompt):  # only then: toy workdirs made before the few-shot prompt still resume
+        inputs["prompt"] = prompt.identity()
     if r == 1:
         inputs["policy"] = bootstrap_identity(cfg)
     else:
@@ -174,7 +193,7 @@ def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
             policy = ctx.models.policy(_previous(ctx, r, "sft")[0] / "policy", cfg.search.temperature)
         ppm = ctx.models.ppm(_previous(ctx, r, "ppm")[0] / "model") if use_ppm else None
         mode = SearchMode.PPM_AUGMENTED if use_ppm else SearchMode.TERMINAL
-        common = dict(mode=mode, policy=policy, executor=ctx.executor, grader=ctx.grader, ppm=ppm)
+        common = dict(mode=mode, policy=policy, executor=ctx.executor, grader=ctx.grader, ppm=ppm, prompt=prompt)
         path = rd.trees / "trees.jsonl"
         search_cfg = dataclasses.replace(cfg.search, rollouts=rollouts)
         seed = derive_seed("round", cfg.seed, r)
@@ -182,12 +201,20 @@ def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
         run_search(ctx.train, path, cfg=search_cfg, run_seed=seed, progress=cfg.progress_bars, **common)
         records = list(read_records(path))
         files = [path]
-        if inputs["unsolved_rollouts"]:
+        for k, tier_rollouts in enumerate(tiers):
             unsolved = [p for p in ctx.train if p.id not in {x["id"] for x in records if _solved(x)}]
-            extra = rd.trees / "trees_unsolved.jsonl"
-            logging.info("round %d: %d unsolved problems searched again", r, len(unsolved))
-            extra_cfg = dataclasses.replace(cfg.search, rollouts=inputs["unsolved_rollouts"])
-            extra_seed = derive_seed("round-unsolved", cfg.seed, r)
+            if not unsolved:
+                break
+            if k == 0:
+                logging.info("round %d: %d unsolved problems searched again", r, len(unsolved))
+                extra, extra_seed = rd.trees / "trees_unsolved.jsonl", derive_seed("round-unsolved", cfg.seed, r)
+            else:
+                logging.info(
+                    "round %d: %d problems still unsolved, searched once more (search %d)", r, len(unsolved), k + 2
+                )
+                extra = rd.trees / f"trees_unsolved_{k + 1}.jsonl"
+                extra_seed = derive_seed("round-unsolved", cfg.seed, r, k + 1)
+            extra_cfg = dataclasses.replace(cfg.search, rollouts=tier_rollouts)
             _cold(policy, ppm)
             run_search(unsolved, extra, cfg=extra_cfg, run_seed=extra_seed, progress=cfg.progress_bars, **common)
             records += list(read_records(extra))

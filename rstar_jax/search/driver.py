@@ -37,6 +37,7 @@ from rstar_jax.search import kernels
 from rstar_jax.search.grader import Grader, is_correct
 from rstar_jax.search.kernels import Expansion
 from rstar_jax.search.nodes import HostNode, make_children, program_steps
+from rstar_jax.search.prompts import Prompter, sft_prompt
 from rstar_jax.search.steps import build_prompt, derive_seed, filter_samples
 from rstar_jax.search.tree import TerminalKind, Tree, init_tree
 
@@ -96,8 +97,10 @@ class TreeKernels:
 class BatchSearch:
     """Searches one batch of problems (at most `cfg.batch_problems`) and keeps the trees.
 
-    After `run()`: `tree` holds the numbers and the structure (`[B, N]`), `nodes[b]` the host payload of problem
-    b's nodes (index = node id), `seeds[b]` its seed, `timings` seconds spent per component.
+    `prompt` builds the policy's prompts (`prompts.sft_prompt`, or the few-shot `prompts.FewShotPrompt` in round 1);
+    the PPM always reads the SFT template. After `run()`: `tree` holds the numbers and the structure (`[B, N]`),
+    `nodes[b]` the host payload of problem b's nodes (index = node id), `seeds[b]` its seed, `timings` seconds
+    spent per component.
     """
 
     problems: Sequence[Problem]
@@ -110,6 +113,7 @@ class BatchSearch:
     run_seed: int
     kernels: TreeKernels
     rollout_offset: int = 0
+    prompt: Prompter = sft_prompt
 
     def __post_init__(self) -> None:
         if self.mode is not SearchMode.TERMINAL and self.ppm is None:
@@ -159,7 +163,7 @@ class BatchSearch:
         return [self.nodes[b][node].text for node in self.paths[b]]
 
     def _generate(self, expanding: list[int], current: np.ndarray, rollout: int) -> list[list]:
-        prompts = [build_prompt(self.problems[b].question, self.path_texts(b)) for b in expanding]
+        prompts = [self.prompt(self.problems[b].question, self.path_texts(b), self.seeds[b]) for b in expanding]
         seeds = [derive_seed(self.seeds[b], rollout, len(self.paths[b]) - 1) for b in expanding]
         start = time.perf_counter()
         n = self.cfg.samples_per_expansion

@@ -22,6 +22,7 @@ from rstar_jax.interfaces import Policy, ValueModel
 from rstar_jax.progress import Progress
 from rstar_jax.search.driver import BatchSearch, Runner, SearchMode, TreeKernels
 from rstar_jax.search.grader import Grader
+from rstar_jax.search.prompts import Prompter, sft_prompt
 from rstar_jax.search.records import TreeFile, batch_records
 
 __all__ = ["SearchSummary", "run_search"]
@@ -49,6 +50,7 @@ def run_search(
     ppm: ValueModel | None,
     run_seed: int,
     progress: bool = True,
+    prompt: Prompter = sft_prompt,
 ) -> SearchSummary:
     """Searches every problem not yet in `out_path` and appends its tree record.
 
@@ -59,6 +61,7 @@ def run_search(
       policy, executor, grader, ppm: the models and tools (ppm may be None in TERMINAL mode).
       run_seed: the run's seed; each problem derives its own from it and its id.
       progress: show a progress bar over problems.
+      prompt: the policy's prompt builder (the SFT template; round 1's few-shot prompt, `prompts.FewShotPrompt`).
 
     Returns:
       A `SearchSummary`.
@@ -76,7 +79,9 @@ def run_search(
         for lo in range(0, len(todo), cfg.batch_problems):
             batch = todo[lo : lo + cfg.batch_problems]
             batch_start = time.perf_counter()
-            search = BatchSearch(batch, cfg, mode, policy, executor, grader, ppm, run_seed, kernels).run_rollouts()
+            search = BatchSearch(
+                batch, cfg, mode, policy, executor, grader, ppm, run_seed, kernels, prompt=prompt
+            ).run_rollouts()
             records = batch_records(search)
             wall = time.perf_counter() - batch_start
             timings = [
