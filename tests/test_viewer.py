@@ -16,37 +16,9 @@ from matplotlib import image
 
 from rstar_jax import extract, viewer
 from tests.helpers_browser import HEIGHT, WIDTH, Browser, find_chromium
+from tests.helpers_trees import tree_record
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _node(text, q, kind="none", *, value=0.0, code="", output=None, errors=0, visits=1, prior=0.0, answer=None):
-    node = {"text": text, "action_input": code, "q_value": q, "value": value, "visit_count": visits,
-            "terminal_kind": kind, "consecutive_errors": errors, "prior": prior, "answer": answer}  # fmt: skip
-    return node if output is None else node | {"observation": output}
-
-
-def _record(pid: str = "toy/train/gsm/000007", mode: str = "ppm_augmented") -> dict:
-    """Root -> 0.1 (leads to the correct answer), 0.2 (to a wrong one), 0.3 (a code error)."""
-    ok, bad = "<code>\nx = 2 + 2\n<end_of_step>", "<code>\nx = 2 + 4\n<end_of_step>"
-    rstar = {
-        "0": _node("", 0.0, visits=3),
-        "0.1": _node(ok, 0.8, code=ok, output="", prior=0.3),
-        "0.2": _node(bad, -0.6, code=bad, output="", prior=-0.2),
-        "0.3": _node(
-            "<code>\nx = y\n",
-            -1.0,
-            "code_errors",
-            value=-1.0,
-            code="<code>\nx = y\n",
-            output="NameError: name 'y' is not defined",
-            errors=1,
-        ),  # fmt: skip
-        "0.1.1": _node("\n<answer>\\boxed{4}<end_of_answer>", 1.0, "answer", value=1.0, answer="4"),
-        "0.2.1": _node("\n<answer>\\boxed{6}<end_of_answer>", -1.0, "answer", value=-1.0, answer="6"),
-    }
-    return {"id": pid, "question": "What is 2 + 2?", "answer": "4", "seed": 1, "mode": mode, "rollouts": 3,
-            "num_nodes": len(rstar), "best_answer": "4", "best_value": 1.0, "rstar": rstar}  # fmt: skip
 
 
 def _write(path: Path, records: list[dict]) -> Path:
@@ -55,7 +27,7 @@ def _write(path: Path, records: list[dict]) -> Path:
 
 
 def test_nodes_carry_fields_and_the_extracted_data_marks():
-    record = _record()
+    record = tree_record()
     view = viewer.view_tree(record, margin=0.5, per_problem=2)
     nodes = {n.tag: n for n in view.root.walk()}
     assert list(nodes) == ["0", "0.1", "0.1.1", "0.2", "0.2.1", "0.3"] and view.num_nodes == 6
@@ -71,26 +43,26 @@ def test_nodes_carry_fields_and_the_extracted_data_marks():
     assert err.kind == "code_errors" and err.ppm is None  # a dead end is never scored by the PPM
     assert (nodes["0.1"].ppm, nodes["0.2"].ppm, nodes["0.1.1"].ppm, nodes["0"].ppm) == (0.3, -0.2, None, None)
     assert (nodes["0.1.1"].correct, nodes["0.2.1"].correct, nodes["0.1"].q, nodes["0"].visits) == (True, False, 0.8, 3)
-    terminal = viewer.view_tree(_record(mode="terminal"), margin=0.5, per_problem=2)
+    terminal = viewer.view_tree(tree_record(mode="terminal"), margin=0.5, per_problem=2)
     assert all(n.ppm is None for n in terminal.root.walk())  # no PPM guided the search
-    test = viewer.view_tree(_record(mode="test"), margin=0.5, per_problem=2)  # not graded: nothing extracted
+    test = viewer.view_tree(tree_record(mode="test"), margin=0.5, per_problem=2)  # not graded: nothing extracted
     assert not test.graded and all(not (n.sft or n.chosen or n.rejected) for n in test.root.walk())
     assert {n.tag: n.ppm for n in test.root.walk() if n.kind == "answer"} == {"0.1.1": 0.0, "0.2.1": 0.0}
 
 
 def test_bad_input_names_the_flag_file_line_or_id(tmp_path):
-    good = _write(tmp_path / "trees.jsonl", [_record("a"), _record("b")])
+    good = _write(tmp_path / "trees.jsonl", [tree_record("a"), tree_record("b")])
     cases = {
         "missing": (tmp_path / "typo.jsonl", None, "trees", r"typo\.jsonl: not found"),
         "empty": (_write(tmp_path / "empty.jsonl", []), None, "trees", r"empty\.jsonl holds no complete record"),
         "id": (good, ["a", "zz"], "id", r"'zz' is not in .*trees\.jsonl \(2 problems, e\.g\. a, b\)"),
     }
     bad_json = tmp_path / "bad.jsonl"
-    bad_json.write_text(json.dumps(_record("a")) + "\n{oops\n", encoding="utf-8")
+    bad_json.write_text(json.dumps(tree_record("a")) + "\n{oops\n", encoding="utf-8")
     cases["json"] = (bad_json, None, "trees", r"bad\.jsonl:2: not a JSON record")
-    broken = _record("b")
+    broken = tree_record("b")
     del broken["rstar"]["0.1"]  # 0.1.1 loses its parent
-    cases["tree"] = (_write(tmp_path / "broken.jsonl", [_record("a"), broken]), None, "trees",
+    cases["tree"] = (_write(tmp_path / "broken.jsonl", [tree_record("a"), broken]), None, "trees",
                      r"broken\.jsonl:2: record 'b': .*node '0\.1\.1' has no parent")  # fmt: skip
     for name, (path, ids, flag, pattern) in cases.items():
         with pytest.raises(viewer.TreeFileError, match=pattern) as err:
@@ -100,7 +72,7 @@ def test_bad_input_names_the_flag_file_line_or_id(tmp_path):
 
 
 def test_launch_view_writes_the_page_or_one_error_line(tmp_path):
-    trees = _write(tmp_path / "trees.jsonl", [_record("a"), _record("b")])
+    trees = _write(tmp_path / "trees.jsonl", [tree_record("a"), tree_record("b")])
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
     run = lambda *args: subprocess.run([sys.executable, "-m", "launch.view", *args], cwd=REPO, env=env,
                                        capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -120,7 +92,7 @@ def test_launch_view_writes_the_page_or_one_error_line(tmp_path):
 )
 def test_page_in_headless_chromium(tmp_path):
     ids = ["toy/train/gsm/000001", "toy/train/gsm/000002", "toy/train/math/000001"]
-    trees = _write(tmp_path / "trees.jsonl", [_record(i) for i in ids])
+    trees = _write(tmp_path / "trees.jsonl", [tree_record(i) for i in ids])
     page = viewer.write_viewer(trees, tmp_path / "trees.html")
     with Browser.start(tmp_path / "profile") as browser:
         browser.open(page.as_uri())
@@ -131,7 +103,7 @@ def test_page_in_headless_chromium(tmp_path):
         assert len(colours) > 50 and counts.max() < 0.95 * len(pixels), "the screenshot is blank"
         # Each problem's tree holds every node of its record.
         count = "document.querySelectorAll('section.problem[data-id=\"{}\"] details.node').length"
-        assert [browser.evaluate(count.format(i)) for i in ids] == [len(_record()["rstar"])] * 3
+        assert [browser.evaluate(count.format(i)) for i in ids] == [len(tree_record()["rstar"])] * 3
         # Expanding a node shows its code: closed, the code is not visible; a click on its summary opens it.
         node = f'document.querySelector(\'section.problem[data-id="{ids[1]}"] details.node[data-tag="0.3"]\')'
         shown = f"{node}.querySelector(':scope > .body > pre.code').checkVisibility()"
