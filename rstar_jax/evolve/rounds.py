@@ -12,7 +12,7 @@ Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`
     trees/     trees.jsonl (+ trees_unsolved.jsonl in round 4): one MCTS tree per training problem
     data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A); with
                `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve
-    sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl)
+    sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl, TensorBoard events)
     ppm/       model/ (HF *ForSequenceClassification with the value head), run/
     eval/      one JSON of predictions per method, MCTS tree files
     report/    round_<r>.{md,json,png}, round_<r>_training.png (loss curves), tree viewer pages (*.html)

@@ -11,14 +11,15 @@ from run to run and so stay out of `metrics.jsonl` and the returned summaries. R
 (`tensorboard --logdir=workdir/tiny`) shows each training job (`round_1/sft/run`, `round_1/ppm/run`, ...) as a run.
 
 Resuming: training restarts from its latest checkpoint, which may be older than the last logged step (a kill
-between a log point and the next save). TensorBoard keeps every event it reads, so the steps logged twice would
-draw a line that turns back on itself; its own remedy for restarts (purging on a `SessionLog.START` event) is
-honoured by `EventAccumulator` but not by the data server `tensorboard` uses by default. So the log is cut
-instead: opening it at `start_step` rewrites both files without the records and events of later steps (and
-without a torn last line or record of a killed write), and the resumed run logs those steps once more. The
-event file keeps one fixed name, so there is never a second file whose name order TensorBoard could misread.
-The event file is created at the first `write`, so an attempt that fails before its first log point leaves no
-file behind (the stages treat a non-empty file as work done).
+between a log point and the next save), so the resumed run logs some steps a second time. TensorBoard's readers
+disagree about repeated steps: its default data server keeps the later record of a step (it drops what it read
+from that step on), while the Python `EventAccumulator` (`--load_fast=false`, and the tests) keeps both unless a
+`SessionLog.START` event marks the restart, drawing a line that turns back on itself. So the log is cut instead:
+opening it at `start_step` rewrites both files without the records and events of later steps (and without a
+torn last line or record of a killed write), and every reader, `metrics.jsonl` and the report's curves included,
+sees each step once. The event file keeps one fixed name, so there is never a second file whose name order
+TensorBoard could misread. It is created at the first `write`, so an attempt that fails before its first log
+point leaves no file behind (the stages treat a non-empty file as work done).
 
 The writer is the `tensorboard` package's own (`tensorboard.summary.writer.record_writer` and its protos),
 without TensorFlow.
