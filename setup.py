@@ -33,6 +33,8 @@ setup(
         "numpy>=2.2",
         "scipy>=1.15",
         "matplotlib>=3.11.2",
+        # the train loop's event files (its own writer and protos, no TensorFlow) and `tensorboard --logdir`
+        "tensorboard>=2.21",
     ],
     extras_require={
         # torch: the CPU build on disk here; an unpinned torch pulls several GB of CUDA wheels.

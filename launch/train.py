@@ -9,10 +9,11 @@ sft, `config.ppm` for the others):
   * orm: the same loss on whole-trajectory pairs (`extract.orm_pairs`);
   * pqm: the value head regressed on Q (`[{text, q, id}]`, `extract.pqm_values`).
 
-Checkpoints and metrics.jsonl go to `<config.workdir>/train_<kind>`; a rerun resumes there. The result is
-exported as an HF directory to `--out` (`*ForCausalLM` for sft, `*ForSequenceClassification` otherwise). The log
-goes to `<config.workdir>/logs/train.log`. The data file and the model directory are checked, and the workdir's
-lock taken, before any work; a bad input or a diverging run ends with one line `error: ...` and exit status 2.
+Checkpoints, metrics.jsonl and TensorBoard events go to `<config.workdir>/train_<kind>`; a rerun resumes there.
+The result is exported as an HF directory to `--out` (`*ForCausalLM` for sft, `*ForSequenceClassification`
+otherwise). The log goes to `<config.workdir>/logs/train.log`. The data file and the model directory are
+checked, and the workdir's lock taken, before any work; a bad input or a diverging run ends with one line
+`error: ...` and exit status 2.
 """
 
 from __future__ import annotations

@@ -298,6 +298,9 @@ class EvolveConfig:
         "rounds evaluated with every method (majority vote, best-of-N, MCTS + PPM, and with fixed_policy_eval the "
         "round-1 policy under the round's PPM, Table 4); the other rounds run greedy only (Table 3)",
     )
+    report_trees: int = _field(
+        6, "problems of each tree file shown in the round report's tree viewer pages (evenly spaced); 0 = none", ge=0
+    )
     force: bool = _field(False, "rerun finished stages whose inputs changed instead of refusing")
 
 

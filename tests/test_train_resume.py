@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 CHILD = textwrap.dedent(
     """
@@ -26,15 +27,15 @@ CHILD = textwrap.dedent(
     from flax import nnx
     from rstar_jax.config import TrainConfig
     from rstar_jax.models import Decoder, ModelConfig
-    from rstar_jax.train import loop, sft_examples, sft_loss, train
+    from rstar_jax.train import metrics_log, sft_examples, sft_loss, train
 
     workdir, kill_at, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    log = loop._log
-    def log_then_die(path, record):
-        log(path, record)
-        if record["step"] == kill_at:
+    write = metrics_log.MetricsLog.write
+    def write_then_die(self, step, metrics, throughput=None):
+        write(self, step, metrics, throughput)
+        if step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-    loop._log = log_then_die
+    metrics_log.MetricsLog.write = write_then_die
     config = ModelConfig(model_type="qwen2", vocab_size=128, hidden_size=32, intermediate_size=48, num_layers=1,
         num_heads=4, num_kv_heads=2, head_dim=8, rms_norm_eps=1e-6, rope_theta=1e4, max_position_embeddings=128,
         tie_word_embeddings=True, qkv_bias=True)
@@ -64,8 +65,16 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
     assert not (tmp_path / "unused.npz").exists()
     resumed = _run(tmp_path / "resumed", 0, tmp_path / "resumed.npz")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5, 5, 6, 7, 8]  # died after logging 5, resumed from the step-4 checkpoint
+    # Died after logging 5, resumed from the step-4 checkpoint: both logs were cut back to step 4 first, so
+    # every step is logged once, and the resumed steps' values equal the uninterrupted run's.
+    logged = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logged] == [1, 2, 3, 4, 5, 6, 7, 8]
+    events = EventAccumulator(str(tmp_path / "resumed"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [e.step for e in events.Scalars("train/tokens_per_s")] == [1, 2, 3, 4, 5, 6, 7, 8]
+    straight_log = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose([x["loss"] for x in logged], [x["loss"] for x in straight_log], rtol=1e-6)
     a, b = np.load(tmp_path / "straight.npz"), np.load(tmp_path / "resumed.npz")
     assert sorted(a) == sorted(b) and len(a) > 0
     for key in a:

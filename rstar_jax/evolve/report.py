@@ -112,6 +112,9 @@ def validate_metrics(metrics: Mapping[str, Any]) -> int:
     for name, table in _method_tables(metrics).items():
         _check_table(r, f"methods.{name}", table)
     _check_per_problem(r, metrics)
+    links = metrics.get("links")
+    if links is not None and not (isinstance(links, Mapping) and all(isinstance(v, str) for v in links.values())):
+        raise ValueError(f"round {r}: links must map labels to file names, or null; got {links!r}")
     pair = metrics.get("ppm_pair_accuracy")
     if pair is not None and (isinstance(pair, bool) or not isinstance(pair, int | float) or not 0 <= pair <= 1):
         raise ValueError(f"round {r}: ppm_pair_accuracy must be a fraction in [0, 1] or null; got {pair!r}")
@@ -252,7 +255,8 @@ def _round_markdown(m: Mapping[str, Any]) -> str:
     lines += [f"## Methods (held-out, {samples or DASH} sampled trajectories each)", ""]
     names, bands = list(methods) or list(METHODS), _bands(methods.values())
     rows = ([_method_label(n, samples), *(_cell(_count(methods.get(n), b)) for b in bands)] for n in names)
-    return "\n".join(lines + _md_table(["method", *bands], rows))
+    links = [f"- [{label}]({name})" for label, name in (m.get("links") or {}).items()]
+    return "\n".join(lines + _md_table(["method", *bands], rows) + (["## Files", "", *links, ""] if links else []))
 
 
 def _cumulative_markdown(ordered: Sequence[Mapping[str, Any]], found: Sequence[Effect]) -> str:

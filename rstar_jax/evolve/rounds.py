@@ -13,10 +13,10 @@ Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`
                trees_unsolved_<k>.jsonl for the k-th search of `evolve.unsolved_more_rollouts`)
     data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A); with
                `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve
-    sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl)
+    sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl, TensorBoard events)
     ppm/       model/ (HF *ForSequenceClassification with the value head), run/
     eval/      one JSON of predictions per method, MCTS tree files
-    report/    round_<r>.{md,json,png}
+    report/    round_<r>.{md,json,png}, round_<r>_training.png (loss curves), tree viewer pages (*.html)
 
 The cumulative report (`<workdir>/report/`) covers every round of the workdir that has one, so `configs/round2.py`
 run after `configs/round1.py` on the same workdir reports both.
@@ -46,7 +46,7 @@ from rstar_jax import extract
 from rstar_jax.config import RunConfig, SftInit, to_dict
 from rstar_jax.data import Problem
 from rstar_jax.evolve import evaluate as evaluation
-from rstar_jax.evolve import report
+from rstar_jax.evolve import report, report_assets
 from rstar_jax.evolve.inputs import Splits
 from rstar_jax.evolve.model_cache import ModelCache, bootstrap_identity, bootstrap_policy, bootstrap_prompt
 from rstar_jax.evolve.stages import Stages, digest
@@ -365,8 +365,10 @@ def round_report(
 
     Besides the count tables, `per_problem` holds `{"coverage" | method: {problem_id: correct}}` (training problems
     for coverage, held-out ones for the methods) and `problem_bands` `{problem_id: band}`: the report pairs them.
+    `links` names the files written next to the report (`report_assets`): the training curves and the viewer
+    pages of `evolve.report_trees` problems of each of the round's tree files.
     """
-    methods = ev["metrics"]
+    methods, rd, evolve = ev["metrics"], ctx.run_dir.round(r), ctx.cfg.evolve
     names = ("trees", "extract", "sft", "ppm", "evaluate")
     per_problem = {"coverage": _covered(ctx, r, trees), **evaluation.per_problem(ctx.run_dir.round(r).eval)}
     ids = set().union(*per_problem.values())
@@ -384,9 +386,14 @@ def round_report(
         "per_problem": per_problem,
         "problem_bands": bands,
     }
-    report.write_round_report(ctx.run_dir.round(r).report, metrics)
+    tree_files = [rd.trees / name for name in sorted(trees["files"])] + sorted(rd.eval.glob("*.trees.jsonl"))
+    metrics["links"] = report_assets.write_round_assets(
+        rd, r, trees=tree_files, margin=evolve.pair_margin, per_problem=evolve.sft_per_problem,
+        sample=evolve.report_trees,
+    )  # fmt: skip
+    report.write_round_report(rd.report, metrics)
     system = (metrics.get("system") or {}).get("all")
-    logging.info("round %d done: MCTS+PPM held-out %s; report in %s", r, system, ctx.run_dir.round(r).report)
+    logging.info("round %d done: MCTS+PPM held-out %s; report in %s", r, system, rd.report)
     return metrics
 
 

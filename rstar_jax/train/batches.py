@@ -29,6 +29,7 @@ __all__ = [
     "document_examples",
     "pad_right",
     "pair_examples",
+    "real_tokens",
     "sft_examples",
     "trim_padding",
     "value_examples",
@@ -109,6 +110,11 @@ class Examples:
         n = len(self)
         chunks = [np.arange(s, s + batch) % n for s in range(0, n, batch)]
         return [{k: v[idx][None] for k, v in self.arrays.items()} for idx in chunks]
+
+
+def real_tokens(arrays: dict[str, np.ndarray]) -> int:
+    """The real (not padding) tokens a batch feeds the model: the sum of its input masks (`loss_mask` excluded)."""
+    return int(sum(v.sum() for k, v in arrays.items() if k.endswith("mask") and k != "loss_mask"))
 
 
 def trim_padding(arrays: dict[str, np.ndarray], bucket: int = 64) -> dict[str, np.ndarray]:

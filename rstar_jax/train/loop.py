@@ -17,13 +17,16 @@ steps and the last), where they reach the host together. A non-finite loss or gr
 (`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold params, opt_state and `extra = {"step",
 "micro_batches"}`; a rerun restores the latest one and continues at exactly that step and data position (micro-batch
 k of the stream depends only on (seed, k)), so an interrupted run ends with the same parameters as an uninterrupted
-one. Metrics go to the progress bar, the log file (and the console when the bar is off) and
-`<workdir>/metrics.jsonl` (one JSON object per logged step; no TensorBoard writer is installed).
+one. Metrics (loss, gradient norm, learning rate, the loss's own metrics such as the PPM's pair accuracy, and
+`eval_*` at eval points) go to the progress bar, the log file (and the console when the bar is off),
+`<workdir>/metrics.jsonl` and a TensorBoard event file in `<workdir>`, which also gets `tokens_per_s`: real (not
+padding) tokens per second over the steps since the previous log point, compilation included
+(`metrics_log.MetricsLog`). A resumed run first cuts both logs back to its checkpoint's step, so no step is
+logged twice. The final evaluation is part of the last step's record.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -42,9 +45,10 @@ from rstar_jax.checkpoint import Checkpointer
 from rstar_jax.config import TrainConfig
 from rstar_jax.models import MeshConfig, logical_to_spec, make_mesh, state_shardings
 from rstar_jax.progress import Progress
-from rstar_jax.train.batches import Examples, trim_padding
+from rstar_jax.train.batches import Examples, real_tokens, trim_padding
+from rstar_jax.train.metrics_log import MetricsLog
 
-__all__ = ["LossFn", "NonFiniteError", "TrainState", "make_optimizer", "train"]
+__all__ = ["LossFn", "NonFiniteError", "TrainState", "learning_rate_schedule", "make_optimizer", "train"]
 
 LossFn = Callable[[Any, dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -61,8 +65,8 @@ class TrainState(NamedTuple):
     step: jax.Array
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """Clip by global norm, then AdamW (decoupled weight decay) on warmup + linear / cosine decay to 0."""
+def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
+    """Linear warmup over `cfg.warmup_steps`, then linear or cosine decay to 0 at `cfg.steps`."""
     decay_steps = max(cfg.steps - cfg.warmup_steps, 1)
     if cfg.decay == "linear":
         decay = optax.linear_schedule(cfg.learning_rate, 0.0, decay_steps)
@@ -71,7 +75,12 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     else:
         raise ValueError(f"rstar_jax/train/loop.py: config.train.decay={cfg.decay!r}; use 'linear' or 'cosine'")
     warmup = optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1))
-    schedule = optax.join_schedules([warmup, decay], [cfg.warmup_steps]) if cfg.warmup_steps else decay
+    return optax.join_schedules([warmup, decay], [cfg.warmup_steps]) if cfg.warmup_steps else decay
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Clip by global norm, then AdamW (decoupled weight decay) on `learning_rate_schedule(cfg)`."""
+    schedule = learning_rate_schedule(cfg)
     clip = optax.clip_by_global_norm(cfg.max_grad_norm) if cfg.max_grad_norm > 0 else optax.identity()
     return optax.chain(clip, optax.adamw(schedule, weight_decay=cfg.weight_decay))
 
@@ -94,7 +103,9 @@ def _batch_shardings(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Nam
     }
 
 
-def _step_fn(graphdef: Any, loss_fn: LossFn, tx: optax.GradientTransformation, dtype: Any) -> Callable:
+def _step_fn(
+    graphdef: Any, loss_fn: LossFn, tx: optax.GradientTransformation, schedule: optax.Schedule, dtype: Any
+) -> Callable:
     def loss_of(params: Any, micro: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
         compute = jax.tree.map(lambda p: p.astype(dtype), params)
         return loss_fn(nnx.merge(graphdef, compute), micro)
@@ -110,7 +121,7 @@ def _step_fn(graphdef: Any, loss_fn: LossFn, tx: optax.GradientTransformation, d
         grads = jax.tree.map(lambda g: g / n, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": losses.mean(), "grad_norm": optax.tree.norm(grads)}
+        metrics = {"loss": losses.mean(), "grad_norm": optax.tree.norm(grads), "learning_rate": schedule(state.step)}
         metrics |= {k: v.mean() for k, v in aux.items()}
         return TrainState(params, opt_state, state.step + 1), metrics
 
@@ -124,11 +135,6 @@ def _eval_fn(graphdef: Any, loss_fn: LossFn, dtype: Any) -> Callable:
         return {"loss": loss, **aux}
 
     return evaluate
-
-
-def _log(path: str, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def train(
@@ -151,7 +157,8 @@ def train(
       loss_fn: `(module, micro-batch) -> (loss, metrics)`, see `rstar_jax/train/losses.py`.
       examples: the training view; `eval_examples`: the held-out view (evaluated every `cfg.eval_every` steps
         and at the end).
-      workdir: checkpoints and `metrics.jsonl`; a rerun resumes from its latest checkpoint.
+      workdir: checkpoints, `metrics.jsonl` and the TensorBoard event file; a rerun resumes from its latest
+        checkpoint.
       mesh: a (data, fsdp, tensor) mesh; default one device.
       length_bucket: batches are cut to their longest real sequence rounded up to a multiple of this (<= T).
       progress: show the progress bar (its summary line is logged either way).
@@ -163,7 +170,6 @@ def train(
     """
     mesh = mesh or make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
     os.makedirs(workdir, exist_ok=True)
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
     dtype = jnp.dtype(cfg.compute_dtype)
     compute_graph, master_graph = _graphdef(model, cfg.compute_dtype), _graphdef(model, "float32")
     tx = make_optimizer(cfg)
@@ -179,7 +185,9 @@ def train(
     # One jitted step: it retraces per batch length (bucket); the state arrives with `state_sh`, the batch with
     # `_batch_shardings`, and leaves with `state_sh` again.
     step_jit = jax.jit(
-        _step_fn(compute_graph, loss_fn, tx, dtype), donate_argnums=0, out_shardings=(state_sh, replicated)
+        _step_fn(compute_graph, loss_fn, tx, learning_rate_schedule(cfg), dtype),
+        donate_argnums=0,
+        out_shardings=(state_sh, replicated),
     )
 
     eval_jit = jax.jit(_eval_fn(compute_graph, loss_fn, dtype), out_shardings=replicated)
@@ -218,11 +226,17 @@ def train(
         pending.clear()
         return got
 
-    with Progress(total=cfg.steps, desc="train", unit="step", enabled=progress) as bar, ckpt:
+    tokens, since = 0, time.perf_counter()  # real tokens trained on since the last log point, and when that was
+    with (
+        Progress(total=cfg.steps, desc="train", unit="step", enabled=progress) as bar,
+        ckpt,
+        MetricsLog(workdir, start) as log,
+    ):
         bar.update(start)
         for step in range(start, cfg.steps):
             arrays, ids = examples.micro_batches(step * A, A, B, cfg.seed, cfg.length_window)
             arrays = trim_padding(arrays, length_bucket)  # [A, B, T] -> [A, B, T' <= T]
+            tokens += real_tokens(arrays)
             with jax.set_mesh(mesh):
                 state, metrics = step_jit(state, jax.device_put(arrays, _batch_shardings(arrays, mesh)))
             done = step + 1
@@ -230,23 +244,25 @@ def train(
             bar.update(1)
             stop = deadline is not None and time.monotonic() > deadline
             final = done == cfg.steps or stop
-            evaluate = bool(cfg.eval_every) and done % cfg.eval_every == 0 and done < cfg.steps
-            if not (final or evaluate or done % cfg.log_every == 0 or done % cfg.save_every == 0):
+            evaluate = final or (bool(cfg.eval_every) and done % cfg.eval_every == 0)
+            if not (evaluate or done % cfg.log_every == 0 or done % cfg.save_every == 0):
                 continue  # metrics stay on the device until a log, eval or save point
             last = fetch()  # raises on a non-finite step before anything is saved
+            speed = {"tokens_per_s": tokens / max(time.perf_counter() - since, 1e-9)}
             if evaluate:
                 last |= run_eval(state.params)
-            if done % cfg.log_every == 0 or done == cfg.steps or any(k.startswith("eval_") for k in last):
-                _log(metrics_path, {"step": done, **last})
+            if done % cfg.log_every == 0 or evaluate:
+                log.write(done, last, throughput=speed)
                 shown = {k: round(v, 5) for k, v in last.items()}
                 logging.info("rstar_jax/train step %d: %s", done, shown, extra={"console": not progress})
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             extra = {"step": done, "micro_batches": done * A}
             ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=final)
-            last = {k: v for k, v in last.items() if not k.startswith("eval_")}
-            if stop:
+            if done % cfg.log_every == 0 or evaluate:
+                tokens, since = 0, time.perf_counter()
+            if final:
                 break
-    evals = run_eval(state.params)
-    if evals:
-        _log(metrics_path, {"step": int(state.step), **evals})
-    return nnx.merge(master_graph, state.params), last | evals
+            last = {k: v for k, v in last.items() if not k.startswith("eval_")}
+    if not last:  # resumed at the last step: nothing was trained, the record of that step is already logged
+        last = run_eval(state.params)
+    return nnx.merge(master_graph, state.params), last
