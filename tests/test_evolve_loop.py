@@ -69,7 +69,7 @@ def _records(path):
 
 
 def _solved(record):
-    """A correct answer leaf in a data-generation tree (as rounds._solved)."""
+    """A correct answer leaf in a data-generation tree (as round_trees.solved)."""
     return any(n["terminal_kind"] == "answer" and n["value"] > 0 for n in record["rstar"].values())
 
 

@@ -256,8 +256,8 @@ def test_cumulative_report_prints_intervals(tmp_path: Path) -> None:
 
 
 def test_round_metrics_per_problem_outcomes(tmp_path: Path) -> None:
-    """evaluate.per_problem reads the method files back; rounds._covered marks trees with a correct answer leaf."""
-    from rstar_jax.evolve.rounds import _covered
+    """evaluate.per_problem reads the method files back; round_trees.covered marks trees with a correct answer leaf."""
+    from rstar_jax.evolve.round_trees import covered as _covered
 
     (tmp_path / "eval").mkdir()
     rows = [{"id": "t0", "answer": "1", "correct": True, "band": "gsm"}, {"id": "t1", "answer": None, "correct": False}]

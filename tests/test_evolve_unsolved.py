@@ -9,7 +9,7 @@ import dataclasses
 import json
 
 from rstar_jax.config import EvolveConfig, RunConfig, SearchConfig
-from rstar_jax.evolve import rounds
+from rstar_jax.evolve import context, round_trees
 from rstar_jax.evolve.stages import Stages
 from rstar_jax.execution import Executor
 from rstar_jax.search import read_records
@@ -18,7 +18,7 @@ from rstar_jax.testing import BoxGrader, HashPPM, ScriptedToyPolicy
 from rstar_jax.toy import BANDS, generate_problems
 from rstar_jax.workdir import RunDir
 
-R = rounds.UNSOLVED_ROUND
+R = round_trees.UNSOLVED_ROUND
 
 
 @dataclasses.dataclass
@@ -87,10 +87,10 @@ def _round4(tmp_path, monkeypatch, evolve: EvolveConfig, mistake_rate: float = 0
         searches.append({"ids": [p.id for p in problems], "run_seed": kwargs["run_seed"], "calls": len(policy.calls)})
         return real_search(problems, out_path, **kwargs)
 
-    real_search = rounds.run_search
-    monkeypatch.setattr(rounds, "run_search", recording_search)
+    real_search = round_trees.run_search
+    monkeypatch.setattr(round_trees, "run_search", recording_search)
     with Executor(timeout_s=5.0, workers=1) as executor:
-        ctx = rounds.RoundContext(
+        ctx = context.RoundContext(
             cfg=cfg,
             run_dir=run_dir,
             train=train,
@@ -103,7 +103,7 @@ def _round4(tmp_path, monkeypatch, evolve: EvolveConfig, mistake_rate: float = 0
             stages=stages,
             models=models,
         )
-        out = rounds.search_trees(ctx, R)
+        out = round_trees.search_trees(ctx, R)
     return cfg, train, run_dir, out, searches, policy, ppm, models
 
 
@@ -124,7 +124,7 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_
     first = list(read_records(trees_dir / "trees.jsonl"))
     again = list(read_records(trees_dir / "trees_unsolved.jsonl"))
     assert [x["id"] for x in first] == [p.id for p in train]
-    solved_first = {x["id"] for x in first if rounds._solved(x)}
+    solved_first = {x["id"] for x in first if round_trees.solved(x)}
     unsolved = [p.id for p in train if p.id not in solved_first]
     assert 0 < len(unsolved) < len(train), "the teacher's mistake rate should leave some problems unsolved"
     assert [x["id"] for x in again] == unsolved, "the second search covers exactly the unsolved problems"
@@ -143,7 +143,7 @@ def test_round4_searches_exactly_the_unsolved_problems_again_with_new_seeds(tmp_
     assert [c["calls"] for c in searches] == ppm.cleared
     assert _asked(policy, train, searches[1]["calls"]) == set(unsolved)
 
-    solved = solved_first | {x["id"] for x in again if rounds._solved(x)}
+    solved = solved_first | {x["id"] for x in again if round_trees.solved(x)}
     assert out["counts"] == {"trees": len(train) + len(unsolved), "solved": len(solved)}
     manifest = json.loads((trees_dir / "manifest.json").read_text())
     assert set(manifest["outputs"]["files"]) == {"trees.jsonl", "trees_unsolved.jsonl"}
@@ -160,7 +160,7 @@ def test_round4_later_searches_take_only_the_problems_still_unsolved(tmp_path, m
     tiers = [
         list(read_records(trees_dir / n)) for n in ("trees.jsonl", "trees_unsolved.jsonl", "trees_unsolved_2.jsonl")
     ]
-    solved = [{x["id"] for x in records if rounds._solved(x)} for records in tiers]
+    solved = [{x["id"] for x in records if round_trees.solved(x)} for records in tiers]
     after_first = [p.id for p in train if p.id not in solved[0]]
     after_second = [i for i in after_first if i not in solved[1]]
     assert solved[1] and after_second, "the mistake rate should let the second search solve some, not all"

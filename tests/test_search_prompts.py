@@ -8,7 +8,7 @@ import pytest
 
 from rstar_jax.config import ConfigError, EvolveConfig, ModelSetup, RunConfig, SearchConfig
 from rstar_jax.data import Problem
-from rstar_jax.evolve import inputs, rounds
+from rstar_jax.evolve import context, inputs, round_trees
 from rstar_jax.evolve.model_cache import bootstrap_prompt
 from rstar_jax.evolve.stages import Stages
 from rstar_jax.search import BatchSearch, SearchMode, TreeKernels
@@ -123,14 +123,14 @@ def test_round1_trees_stage_uses_it_and_records_it(tmp_path, monkeypatch):
     monkeypatch.setenv("RSTAR_REFERENCE_DIR", str(_files(tmp_path)))
     cfg = _config(tmp_path, endpoint="http://h:8000/v1")
     policy = RandomStepPolicy()
-    monkeypatch.setattr(rounds, "bootstrap_policy", lambda cfg, train, models: policy)
+    monkeypatch.setattr(round_trees, "bootstrap_policy", lambda cfg, train, models: policy)
     train = [Problem(f"fs/{i}", f"Question {i}?", "1") for i in range(3)]
     run_dir = RunDir.create(cfg.workdir, [1])
-    ctx = rounds.RoundContext(
+    ctx = context.RoundContext(
         cfg=cfg, run_dir=run_dir, train=train, test=[], problems_digest="p", base_dir=tmp_path, base_digest="b",
         executor=FakeExecutor(), grader=BoxGrader(), stages=Stages(), models=None,
     )  # fmt: skip
-    rounds.search_trees(ctx, 1)
+    round_trees.search_trees(ctx, 1)
     prompts = [p for call in policy.calls for p in call]
     assert prompts and all(p.startswith("INSTR\nThe following are 2 demonstration examples.\n") for p in prompts)
     manifest = json.loads((run_dir.round(1).trees / "manifest.json").read_text())

@@ -18,44 +18,26 @@ Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`
     eval/      one JSON of predictions per method, MCTS tree files
     report/    round_<r>.{md,json,png}, round_<r>_training.png (loss curves), tree viewer pages (*.html)
 
-The cumulative report (`<workdir>/report/`) covers every round of the workdir that has one, so `configs/round2.py`
-run after `configs/round1.py` on the same workdir reports both.
-
-Who searches (paper §3.4.2, Part A "rounds"): round 1 the bootstrap policy, terminal-guided, with
-`evolve.bootstrap_rollouts`, prompted with the reference's few-shot prompt when it is a model
-(`evolve.bootstrap_shots`, `search.prompts.FewShotPrompt`; the toy teacher reads the SFT template); round r >= 2
-the round r-1 policy with the SFT template and `search.rollouts`, and from round `evolve.ppm_from_round` on the
-round r-1 PPM initialises new children's Q. The last paper round (4) then
-searches the still-unsolved problems again with `evolve.unsolved_rollouts` rollouts and new seeds, then, for each
-entry of `evolve.unsolved_more_rollouts`, the problems still unsolved once more with that many rollouts and new
-seeds (paper: 64 more rollouts, then up to 128). A problem solved by one search is not searched again.
+The trees stage and who searches in which round: `round_trees`; what the stages share: `context`. The cumulative
+report (`<workdir>/report/`) covers every round of the workdir that has one, so `configs/round2.py` run after
+`configs/round1.py` on the same workdir reports both.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from absl import logging
 
 from rstar_jax import extract
-from rstar_jax.config import RunConfig, SftInit, to_dict
-from rstar_jax.data import Problem
+from rstar_jax.config import SftInit, to_dict
 from rstar_jax.evolve import evaluate as evaluation
-from rstar_jax.evolve import report, report_assets
-from rstar_jax.evolve.inputs import Splits
-from rstar_jax.evolve.model_cache import ModelCache, bootstrap_identity, bootstrap_policy, bootstrap_prompt
-from rstar_jax.evolve.stages import Stages, digest
-from rstar_jax.execution import Executor
-from rstar_jax.search import ProjectGrader, SearchMode, read_records, run_search
-from rstar_jax.search.driver import Runner
-from rstar_jax.search.grader import Grader
-from rstar_jax.search.prompts import FewShotPrompt, sft_prompt
-from rstar_jax.search.steps import derive_seed
+from rstar_jax.evolve import report, report_assets, round_trees
+from rstar_jax.evolve.context import Base, RoundContext, previous, round_context
+from rstar_jax.evolve.round_trees import search_trees
+from rstar_jax.evolve.stages import digest
+from rstar_jax.search import read_records
 from rstar_jax.train import Kind, fit
 from rstar_jax.workdir import RunDir, write_json
 
@@ -72,162 +54,6 @@ __all__ = [
     "train_ppm",
 ]
 
-UNSOLVED_ROUND = 4
-
-
-@dataclasses.dataclass
-class RoundContext:
-    """What every round shares: config, run directory, problems, tools, the stage runner and the model cache."""
-
-    cfg: RunConfig
-    run_dir: RunDir
-    train: list[Problem]
-    test: list[Problem]
-    problems_digest: str
-    base_dir: Path
-    base_digest: str
-    executor: Runner
-    grader: Grader
-    stages: Stages
-    models: ModelCache
-
-
-Base = tuple[Path, str]  # a model to start from: its HF directory and its fingerprint
-
-
-@contextlib.contextmanager
-def round_context(
-    cfg: RunConfig, run_dir: RunDir, splits: Splits, problems_digest: str, stages: Stages, base: Base
-) -> Iterator[RoundContext]:
-    """What the rounds share, with the sandboxed executor's worker pool open until the context exits."""
-    ex = cfg.execution
-    executor = Executor(
-        timeout_s=ex.timeout_s,
-        memory_mb=ex.memory_mb,
-        max_output_chars=ex.max_output_chars,
-        workers=ex.workers or None,
-        round_floats=ex.round_floats,
-    )
-    with executor:
-        yield RoundContext(
-            cfg=cfg,
-            run_dir=run_dir,
-            train=splits.train,
-            test=splits.test,
-            problems_digest=problems_digest,
-            base_dir=base[0],
-            base_digest=base[1],
-            executor=executor,
-            grader=ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction),
-            stages=stages,
-            models=ModelCache(cfg),
-        )
-
-
-def _solved(record: dict[str, Any]) -> bool:
-    """Whether a data-generation tree holds a correct answer leaf (value +1 against the ground truth)."""
-    return any(n.get("terminal_kind") == "answer" and n.get("value", 0.0) > 0 for n in record["rstar"].values())
-
-
-def _unsolved_tiers(cfg: RunConfig, r: int) -> tuple[int, ...]:
-    """Rollouts of round r's searches of the problems its earlier searches left unsolved, in order (round 4 only)."""
-    if r != UNSOLVED_ROUND or not cfg.evolve.unsolved_rollouts:
-        return ()
-    return (cfg.evolve.unsolved_rollouts, *cfg.evolve.unsolved_more_rollouts)
-
-
-def _cold(*models: Any) -> None:
-    """Empties the prefix caches of `ModelCache`'s models (kept across stages) before a search, so its trees do not
-    depend on what ran earlier in the process: cached prefixes change the padded shapes and with them the rounding
-    of the PPM's values, and a resumed stage must write the same trees as an uninterrupted run."""
-    for model in models:
-        if hasattr(model, "clear_cache"):
-            model.clear_cache()
-
-
-def _coverage(ctx: RoundContext, solved: set[str]) -> dict[str, dict[str, int]]:
-    return evaluation.band_counts(ctx.train, [p.id in solved for p in ctx.train])
-
-
-def _previous(ctx: RoundContext, r: int, stage: str) -> tuple[Path, dict[str, Any]]:
-    """A finished stage of round r - 1 (its directory and outputs), or a clear error when it is missing."""
-    stage_dir = getattr(ctx.run_dir.round(r - 1), stage)
-    outputs = ctx.stages.finished(stage_dir)
-    if outputs is None:
-        raise FileNotFoundError(
-            f"round {r} needs round {r - 1}'s {stage} stage, but {stage_dir / 'manifest.json'} is missing: run round "
-            f"{r - 1} first with the same config.workdir ({ctx.run_dir.root})"
-        )
-    return stage_dir, outputs
-
-
-def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
-    """Stage `round_<r>/trees`: one MCTS tree per training problem (module docstring: who searches)."""
-    cfg, rd = ctx.cfg, ctx.run_dir.round(r)
-    rollouts = cfg.evolve.bootstrap_rollouts if r == 1 else cfg.search.rollouts
-    use_ppm = r >= cfg.evolve.ppm_from_round
-    inputs: dict[str, Any] = {
-        "problems": ctx.problems_digest,
-        "search": to_dict(cfg.search) | {"rollouts": rollouts},
-        "mode": (SearchMode.PPM_AUGMENTED if use_ppm else SearchMode.TERMINAL).value,
-        "seed": cfg.seed,
-        "unsolved_rollouts": cfg.evolve.unsolved_rollouts if r == UNSOLVED_ROUND else 0,
-    }
-    tiers = _unsolved_tiers(cfg, r)
-    if len(tiers) > 1:  # only when set: round-4 workdirs made before the later searches existed still resume
-        inputs["unsolved_more_rollouts"] = list(tiers[1:])
-    prompt = bootstrap_prompt(cfg) if r == 1 else sft_prompt
-    if isinstance(prompt, FewShotPrompt):  # only then: toy workdirs made before the few-shot prompt still resume
-        inputs["prompt"] = prompt.identity()
-    if r == 1:
-        inputs["policy"] = bootstrap_identity(cfg)
-    else:
-        inputs["policy"] = digest(_previous(ctx, r, "sft")[1])
-    if use_ppm:
-        inputs["ppm"] = digest(_previous(ctx, r, "ppm")[1])
-
-    def body() -> dict[str, Any]:
-        if r == 1:
-            policy = bootstrap_policy(cfg, ctx.train, ctx.models)
-        else:
-            policy = ctx.models.policy(_previous(ctx, r, "sft")[0] / "policy", cfg.search.temperature)
-        ppm = ctx.models.ppm(_previous(ctx, r, "ppm")[0] / "model") if use_ppm else None
-        mode = SearchMode.PPM_AUGMENTED if use_ppm else SearchMode.TERMINAL
-        common = dict(mode=mode, policy=policy, executor=ctx.executor, grader=ctx.grader, ppm=ppm, prompt=prompt)
-        path = rd.trees / "trees.jsonl"
-        search_cfg = dataclasses.replace(cfg.search, rollouts=rollouts)
-        seed = derive_seed("round", cfg.seed, r)
-        _cold(policy, ppm)
-        run_search(ctx.train, path, cfg=search_cfg, run_seed=seed, progress=cfg.progress_bars, **common)
-        records = list(read_records(path))
-        files = [path]
-        for k, tier_rollouts in enumerate(tiers):
-            unsolved = [p for p in ctx.train if p.id not in {x["id"] for x in records if _solved(x)}]
-            if not unsolved:
-                break
-            if k == 0:
-                logging.info("round %d: %d unsolved problems searched again", r, len(unsolved))
-                extra, extra_seed = rd.trees / "trees_unsolved.jsonl", derive_seed("round-unsolved", cfg.seed, r)
-            else:
-                logging.info(
-                    "round %d: %d problems still unsolved, searched once more (search %d)", r, len(unsolved), k + 2
-                )
-                extra = rd.trees / f"trees_unsolved_{k + 1}.jsonl"
-                extra_seed = derive_seed("round-unsolved", cfg.seed, r, k + 1)
-            extra_cfg = dataclasses.replace(cfg.search, rollouts=tier_rollouts)
-            _cold(policy, ppm)
-            run_search(unsolved, extra, cfg=extra_cfg, run_seed=extra_seed, progress=cfg.progress_bars, **common)
-            records += list(read_records(extra))
-            files.append(extra)
-        solved = {x["id"] for x in records if _solved(x)}
-        return {
-            "files": files,
-            "counts": {"trees": len(records), "solved": len(solved)},
-            "metrics": {"coverage": _coverage(ctx, solved)},
-        }
-
-    return ctx.stages.run(rd.trees, f"round_{r}/trees", inputs, body)
-
 
 def extract_data(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, Any]:
     """Stage `round_<r>/extract`: the policy's SFT records and the PPM's preference pairs from the round's trees."""
@@ -238,7 +64,7 @@ def extract_data(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, 
         "trees": digest(trees),
         "margin": cfg.evolve.pair_margin,
         "per_problem": cfg.evolve.sft_per_problem,
-        "replay": digest(_previous(ctx, r, "data")[1]) if replay else None,
+        "replay": digest(previous(ctx, r, "data")[1]) if replay else None,
     }
     if cfg.evolve.pair_min_edit_distance:  # only when on: workdirs made before the filter existed still resume
         inputs["min_edit_distance"] = cfg.evolve.pair_min_edit_distance
@@ -256,7 +82,7 @@ def extract_data(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, 
         sft = data.sft
         if replay:  # earlier rounds' records (themselves replayed) of the problems this round did not solve
             solved = {x["id"] for x in sft}
-            earlier = json.loads((_previous(ctx, r, "data")[0] / "sft.json").read_text(encoding="utf-8"))
+            earlier = json.loads((previous(ctx, r, "data")[0] / "sft.json").read_text(encoding="utf-8"))
             sft = sft + [x for x in earlier if x["id"] not in solved]
             data.stats["replayed"] = len(sft) - len(data.sft)
         paths = [data_dir / "sft.json", data_dir / "pairs.json", data_dir / "stats.json"]
@@ -307,7 +133,7 @@ def train_ppm(ctx: RoundContext, r: int, data: dict[str, Any], sft: dict[str, An
 def _sft_init(ctx: RoundContext, r: int) -> Base:
     if r == 1 or ctx.cfg.evolve.sft_init is SftInit.BASE:
         return ctx.base_dir, ctx.base_digest
-    stage_dir, outputs = _previous(ctx, r, "sft")
+    stage_dir, outputs = previous(ctx, r, "sft")
     return stage_dir / "policy", digest(outputs)
 
 
@@ -350,14 +176,6 @@ def evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any]
     return ctx.stages.run(eval_dir, f"round_{r}/evaluate", inputs, body)
 
 
-def _covered(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, bool]:
-    """`{train_problem_id: solved}` from the round's tree files (the per-problem form of the coverage counts)."""
-    solved = set()
-    for name in trees["files"]:
-        solved |= {x["id"] for x in read_records(ctx.run_dir.round(r).trees / name) if _solved(x)}
-    return {p.id: p.id in solved for p in ctx.train}
-
-
 def round_report(
     ctx: RoundContext, r: int, trees: dict[str, Any], data: dict[str, Any], ppm: dict[str, Any], ev: dict[str, Any]
 ) -> dict[str, Any]:
@@ -370,7 +188,7 @@ def round_report(
     """
     methods, rd, evolve = ev["metrics"], ctx.run_dir.round(r), ctx.cfg.evolve
     names = ("trees", "extract", "sft", "ppm", "evaluate")
-    per_problem = {"coverage": _covered(ctx, r, trees), **evaluation.per_problem(ctx.run_dir.round(r).eval)}
+    per_problem = {"coverage": round_trees.covered(ctx, r, trees), **evaluation.per_problem(ctx.run_dir.round(r).eval)}
     ids = set().union(*per_problem.values())
     bands = {p.id: str(p.extra["band"]) for p in (*ctx.train, *ctx.test) if p.id in ids and p.extra.get("band")}
     metrics = {
