@@ -22,8 +22,12 @@ __all__ = [
     "DType",
     "DataConfig",
     "Decay",
+    "BudgetAxis",
+    "EvalConfig",
+    "EvalMethod",
     "EvolveConfig",
     "ExecutionConfig",
+    "RewardKind",
     "GradingConfig",
     "ModelSetup",
     "SCRATCH_BASE",
@@ -76,6 +80,34 @@ class DType(enum.StrEnum):
 
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
+
+
+class EvalMethod(enum.StrEnum):
+    """Test-time methods of `launch.evaluate` (each one function of `rstar_jax.search.baselines`)."""
+
+    GREEDY = "greedy"
+    MAJORITY = "majority"
+    BEST_OF_N = "best_of_n"
+    WEIGHTED_VOTE = "weighted_vote"
+    BEAM = "beam"
+    MCTS = "mcts"
+    PROTOCOL = "protocol"
+
+
+class BudgetAxis(enum.StrEnum):
+    """x-axis of the accuracy-vs-budget curves: mean trajectories, generated tokens or FLOPs per problem."""
+
+    TRAJECTORIES = "trajectories"
+    TOKENS = "tokens"
+    FLOPS = "flops"
+
+
+class RewardKind(enum.StrEnum):
+    """What the reward model guiding a test-time method was trained as (a label: all score texts alike)."""
+
+    PPM = "ppm"
+    ORM = "orm"
+    PQM = "pqm"
 
 
 class ToyBand(enum.StrEnum):
@@ -305,6 +337,30 @@ class EvolveConfig:
 
 
 @dataclasses.dataclass(slots=True)
+class EvalConfig:
+    """Test-time evaluation (`python -m launch.evaluate --config=configs/eval.py`): benchmarks x methods x budgets."""
+
+    benchmarks: tuple[str, ...] = _field(
+        ("toy",), "benchmark names (data.benchmark_dir), or 'toy' for the toy's test split, e.g. math500,aime2024"
+    )
+    problem_file: str = _field("", "also evaluate a problem file of your own (JSON list / JSONL, as data.train_file)")
+    problems: int = _field(0, "problems per benchmark (the first ones, file order); 0 = all", ge=0)
+    methods: tuple[EvalMethod, ...] = _field(tuple(EvalMethod), "test-time methods to run")
+    budgets: tuple[int, ...] = _field(
+        (8,),
+        "strictly increasing budgets: trajectories (votes, best-of-N), beam width, MCTS rollouts, protocol runs; "
+        "more than one draws accuracy-vs-budget curves",
+    )
+    budget_axis: BudgetAxis = _field(BudgetAxis.TRAJECTORIES, "x-axis of the curves")
+    policy: str = _field("", "HF directory of the policy (required)")
+    reward_model: str = _field("", "HF directory of the reward model; '' = only greedy and majority can run")
+    reward_kind: RewardKind = _field(RewardKind.PPM, "what `reward_model` is (a label in the outputs)")
+    temperature: float = _field(0.8, "sampling temperature of every method but greedy (temperature 0)", ge=0.0)
+    chunk: int = _field(8, "problems run and written together (the unit a kill can lose)", ge=1)
+    out: str = _field("", "output directory; '' = <workdir>/eval")
+
+
+@dataclasses.dataclass(slots=True)
 class RunConfig:
     """One rstar_jax run: what `python -m launch.evolve --config=...` executes."""
 
@@ -332,6 +388,7 @@ class RunConfig:
     pretrain: TrainConfig = _section(TrainConfig)
     sft: TrainConfig = _section(TrainConfig)
     ppm: TrainConfig = _section(TrainConfig)
+    eval: EvalConfig = _section(EvalConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

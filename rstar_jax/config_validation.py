@@ -7,6 +7,7 @@ Enum fields given as strings in a config file become their members; nothing else
 
 import dataclasses
 import enum
+import itertools
 import math
 import types
 import typing
@@ -88,6 +89,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     """
     if not isinstance(cfg, RunConfig):
         raise ConfigError(f"get_config() must return a RunConfig, got {type(cfg).__name__}")
+    _split_eval_lists(cfg)
     _validate_section(cfg, "config")
     if not cfg.workdir.strip():
         raise ConfigError("config.workdir = '': the run directory must be a non-empty path")
@@ -120,6 +122,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             "SFT starts from; the toy's tiny decoder only knows the toy domain), or config.run_rounds=false"
         )
     _validate_benchmarks(cfg.data.eval_benchmarks)
+    _validate_eval(cfg)
     return cfg
 
 
@@ -131,3 +134,30 @@ def _validate_benchmarks(names: tuple[str, ...]) -> None:
             raise ConfigError(
                 f"config.data.eval_benchmarks: unknown benchmark {name!r}; allowed: {', '.join(BENCHMARK_FILES)}"
             )
+
+
+def _split_eval_lists(cfg: RunConfig) -> None:
+    """`--config.eval.benchmarks=math500,aime2024` arrives as one comma-joined string: split it into names."""
+    e = getattr(cfg, "eval", None)
+    for name in ("benchmarks", "methods"):
+        value = getattr(e, name, None)
+        if isinstance(value, str):
+            value = (value,)
+        if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+            setattr(e, name, tuple(p.strip() for v in value for p in v.split(",") if p.strip()))
+
+
+def _validate_eval(cfg: RunConfig) -> None:
+    """Section `eval`: known benchmark names, methods without repeats, strictly increasing budgets."""
+    from rstar_jax.data import BENCHMARK_FILES
+
+    e = cfg.eval
+    for name in e.benchmarks:
+        if name != "toy" and name not in BENCHMARK_FILES:
+            raise ConfigError(
+                f"config.eval.benchmarks: unknown benchmark {name!r}; allowed: toy, {', '.join(BENCHMARK_FILES)}"
+            )
+    if not e.budgets or any(b < 1 for b in e.budgets) or any(a >= b for a, b in itertools.pairwise(e.budgets)):
+        raise ConfigError(f"config.eval.budgets = {e.budgets!r}: must be positive and strictly increasing")
+    if not e.methods or len(set(e.methods)) != len(e.methods):
+        raise ConfigError(f"config.eval.methods = {e.methods!r}: must be non-empty without repeats")

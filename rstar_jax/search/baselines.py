@@ -7,6 +7,8 @@ Every method takes problems and returns one `Prediction` per problem; none reads
 - `best_of_n`: N trajectories, the answer of the one with the highest PPM score.
 - `weighted_vote`: N trajectories, answers grouped by equivalence, the group with the largest sum of PPM scores.
 - `step_beam_search`: `trajectories.beam_search`, the highest-scored answer.
+- `mcts`: one test-mode MCTS run of `cfg.rollouts` rollouts, the answer of its highest-Q answer leaf
+  (`records.best_answer`, as the reference's `select_best_answer`).
 - `paper_protocol`: `cfg.protocol_runs` independent test-mode MCTS runs (seeds derived from the run seed and the
   run index), each run's best answer (its highest-Q answer leaf), the top `cfg.protocol_top_k` by value, majority
   vote (rstar_reference.md Part B §10).
@@ -41,6 +43,7 @@ __all__ = [
     "greedy",
     "group_answers",
     "majority_answer",
+    "mcts",
     "paper_protocol",
     "score_trajectories",
     "self_consistency",
@@ -199,6 +202,34 @@ def step_beam_search(
     return out
 
 
+def _mcts_candidates(problems, cfg, policy, executor, grader, ppm, seed) -> dict[str, tuple[str | None, float]]:
+    """`{problem_id: (best answer, its value)}` of one test-mode MCTS run over `problems` in batches."""
+    kernels = TreeKernels.build(cfg)
+    out: dict[str, tuple[str | None, float]] = {}
+    for lo in range(0, len(problems), cfg.batch_problems):
+        batch = problems[lo : lo + cfg.batch_problems]
+        search = BatchSearch(batch, cfg, SearchMode.TEST, policy, executor, grader, ppm, seed, kernels).run_rollouts()
+        for record in batch_records(search):
+            value = record["best_value"]
+            out[record["id"]] = (record["best_answer"], float(value) if value is not None else float("nan"))
+    return out
+
+
+def mcts(
+    problems: Sequence[Problem],
+    *,
+    cfg: SearchConfig,
+    policy: Policy,
+    executor: Runner,
+    grader: Grader,
+    ppm: ValueModel,
+    run_seed: int,
+) -> list[Prediction]:
+    """One test-mode MCTS run (`cfg.rollouts` rollouts) per problem; its highest-Q answer leaf's answer."""
+    found = _mcts_candidates(problems, cfg, policy, executor, grader, ppm, run_seed)
+    return [Prediction(p.id, found[p.id][0], (found[p.id],) if found[p.id][0] is not None else ()) for p in problems]
+
+
 def paper_protocol(
     problems: Sequence[Problem],
     *,
@@ -210,18 +241,12 @@ def paper_protocol(
     run_seed: int,
 ) -> list[Prediction]:
     """K independent test-mode MCTS runs, top-k run answers by PPM value, majority vote (module docstring)."""
-    kernels = TreeKernels.build(cfg)
     per_problem: dict[str, list[tuple[str, float]]] = {p.id: [] for p in problems}
     for run in range(cfg.protocol_runs):
         seed = derive_seed("protocol-run", run_seed, run)
-        for lo in range(0, len(problems), cfg.batch_problems):
-            batch = problems[lo : lo + cfg.batch_problems]
-            search = BatchSearch(
-                batch, cfg, SearchMode.TEST, policy, executor, grader, ppm, seed, kernels
-            ).run_rollouts()
-            for record in batch_records(search.run_rollouts()):
-                if record["best_answer"] is not None:
-                    per_problem[record["id"]].append((record["best_answer"], record["best_value"]))
+        for pid, (answer, value) in _mcts_candidates(problems, cfg, policy, executor, grader, ppm, seed).items():
+            if answer is not None:
+                per_problem[pid].append((answer, value))
     out = []
     for problem in problems:
         top = sorted(per_problem[problem.id], key=lambda c: -c[1])[: cfg.protocol_top_k]

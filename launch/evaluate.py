@@ -1,0 +1,26 @@
+"""python -m launch.evaluate --config=configs/eval.py --config.eval.policy=DIR [--config.eval.<key>=<value> ...]
+
+Evaluates a policy (and a reward model: PPM, ORM or PQM) on named benchmarks, the toy's test split or a problem
+file, with the test-time methods of section `eval`, e.g. `--config.eval.benchmarks=math500,aime2024
+--config.eval.budgets=1,2,4,8`. A thin absl main over `rstar_jax.evaluation.evaluate`: predictions go to
+`<out>/<set>/<method>@<budget>.jsonl` problem by problem (a rerun after a kill resumes), then
+`<out>/results.md`, `results.json` and, with several budgets, `curves_<set>.png`. Any error a user can cause
+ends with one line `error: ...` and exit status 2.
+"""
+
+from rstar_jax import cli
+from rstar_jax.evaluation import evaluate
+
+_CONFIG = cli.define_config_flag()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    result = evaluate(cli.parsed_config(_CONFIG))
+    for path in (*result["tables"], *result["curves"]):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
