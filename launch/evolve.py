@@ -1,12 +1,13 @@
 """python -m launch.evolve --config=configs/tiny.py [--config.<key>=<value> ...]
 
 Runs rstar_jax's self-evolution rounds on the configured problems. A thin absl main: it parses and validates the
-config (a misspelt key or an invalid value stops here, before any work), then hands over to
+config (a misspelt key or an invalid value stops here, before any work), starts `jax.distributed` when the config
+or the environment (SLURM, TPU VMs) says there are several processes, then hands over to
 `rstar_jax.evolve.run.evolve`, which checks files and directories, takes the workdir's lock, then runs the stages.
 Any error a user can cause ends with one line `error: ...` and exit status 2 (`rstar_jax.cli`).
 """
 
-from rstar_jax import cli
+from rstar_jax import cli, devices
 from rstar_jax.evolve.run import evolve
 
 _CONFIG = cli.define_config_flag()
@@ -15,7 +16,9 @@ _CONFIG = cli.define_config_flag()
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    evolve(cli.parsed_config(_CONFIG))
+    cfg = cli.parsed_config(_CONFIG)
+    devices.initialize(cfg.distributed)  # before any device use; a no-op for one process
+    evolve(cfg)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ config is read-only after validation: library code never mutates it.
 
 Sections: `data` (problem files, benchmarks), `toy` (the embedded toy domain), `search` (MCTS), `execution` (the
 code executor), `grading` (answer checking), `model` (checkpoints), `toy_model` (the toy's tiny decoder), `teacher`
-(the toy bootstrap teacher), `evolve` (the round recipe), `sft` and `ppm` (the two training loops), plus run-level
-fields (seed, workdir, rounds).
+(the toy bootstrap teacher), `evolve` (the round recipe), `sft` and `ppm` (the two training loops), `mesh` (the
+device mesh every stage runs on) and `distributed` (jax.distributed across hosts), plus run-level fields (seed,
+workdir, rounds).
 """
 
 import dataclasses
@@ -22,9 +23,11 @@ __all__ = [
     "DType",
     "DataConfig",
     "Decay",
+    "DistributedConfig",
     "EvolveConfig",
     "ExecutionConfig",
     "GradingConfig",
+    "MeshSetup",
     "ModelSetup",
     "SCRATCH_BASE",
     "RunConfig",
@@ -229,6 +232,29 @@ class ModelSetup:
 
 
 @dataclasses.dataclass(slots=True)
+class MeshSetup:
+    """The (data, fsdp, tensor) device mesh of every stage: search, sampling, scoring, evaluation, SFT and PPM.
+
+    Parameters are sharded by their logical axes (`models.sharding.LOGICAL_AXIS_RULES`: embed over fsdp, heads /
+    MLP / vocab over tensor), batches and KV-cache rows over data x fsdp. The default 1 x 1 x 1 is one device (the
+    toy path); any other shape must use every device of the run, and one size may be -1 (what is left)."""
+
+    data: int = _field(1, "data-parallel replicas (batch rows); -1 = the devices left over", ge=-1)
+    fsdp: int = _field(1, "fully-sharded data parallelism (parameters over their embed axis); -1 = left over", ge=-1)
+    tensor: int = _field(1, "tensor parallelism (heads, MLP, vocab); -1 = left over", ge=-1)
+
+
+@dataclasses.dataclass(slots=True)
+class DistributedConfig:
+    """`jax.distributed.initialize` for runs over many hosts; all empty = auto-detect (SLURM, TPU VMs, Kubernetes)
+    or one process."""
+
+    coordinator: str = _field("", "host:port of process 0's coordinator; '' = auto-detected or one process")
+    num_processes: int = _field(0, "processes in the run; 0 = auto-detected (1 without a cluster)", ge=0)
+    process_id: int = _field(-1, "this process's index; -1 = auto-detected", ge=-1)
+
+
+@dataclasses.dataclass(slots=True)
 class ToyModelConfig:
     """The toy's tiny decoder, made by a run with `model.base=scratch` and by `launch.pretrain` (the toy base)."""
 
@@ -326,6 +352,8 @@ class RunConfig:
     execution: ExecutionConfig = _section(ExecutionConfig)
     grading: GradingConfig = _section(GradingConfig)
     model: ModelSetup = _section(ModelSetup)
+    mesh: MeshSetup = _section(MeshSetup)
+    distributed: DistributedConfig = _section(DistributedConfig)
     toy_model: ToyModelConfig = _section(ToyModelConfig)
     teacher: TeacherConfig = _section(TeacherConfig)
     evolve: EvolveConfig = _section(EvolveConfig)
