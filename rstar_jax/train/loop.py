@@ -8,7 +8,8 @@ with warmup then linear or cosine decay. The step is `jax.jit`-ed with the state
 shardings from the model's logical axes (`models/sharding.py`) on `mesh`, called under `jax.set_mesh(mesh)`;
 the loss runs on a copy of the params cast to `cfg.compute_dtype` (bf16 by default). Each step's (and each eval
 batch's) `[A, B, T]` arrays are cut to their longest real sequence rounded up to `length_bucket` tokens
-(`batches.trim_padding`) before `device_put`, so no step computes on more than a bucket of padding; the one
+(`batches.trim_padding`) and handed to the devices (`_global_batch`: each process its own rows, through
+`jax.make_array_from_process_local_data`), so no step computes on more than a bucket of padding; the one
 jitted step compiles once per distinct length.
 
 Step metrics stay on the device until a log, eval or save point (every `log_every` / `eval_every` / `save_every`
@@ -101,6 +102,19 @@ def _batch_shardings(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Nam
         )
         for k, v in arrays.items()
     }
+
+
+def _global_batch(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """The global `[A, B, ...]` batch arrays on `mesh`, each process handing over only the rows its own devices
+    hold (`jax.make_array_from_process_local_data`); the batch is the same pure function of the step on every
+    process, and one process simply hands over every row."""
+    out = {}
+    for k, sharding in _batch_shardings(arrays, mesh).items():
+        v = arrays[k]
+        rows = [idx[1].indices(v.shape[1])[:2] for idx in sharding.addressable_devices_indices_map(v.shape).values()]
+        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+        out[k] = jax.make_array_from_process_local_data(sharding, v[:, lo:hi], v.shape)
+    return out
 
 
 def _step_fn(
@@ -197,7 +211,7 @@ def train(
             return {}
         batches = [trim_padding(b, length_bucket) for b in eval_examples.eval_batches(B)]
         with jax.set_mesh(mesh):
-            outs = [jax.device_get(eval_jit(params, jax.device_put(b, _batch_shardings(b, mesh)))) for b in batches]
+            outs = [jax.device_get(eval_jit(params, _global_batch(b, mesh))) for b in batches]
         return {f"eval_{k}": float(np.mean([o[k] for o in outs])) for k in outs[0]}
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=cfg.save_every, async_save=False)
@@ -238,7 +252,7 @@ def train(
             arrays = trim_padding(arrays, length_bucket)  # [A, B, T] -> [A, B, T' <= T]
             tokens += real_tokens(arrays)
             with jax.set_mesh(mesh):
-                state, metrics = step_jit(state, jax.device_put(arrays, _batch_shardings(arrays, mesh)))
+                state, metrics = step_jit(state, _global_batch(arrays, mesh))
             done = step + 1
             pending.append((done, ids, metrics))
             bar.update(1)
