@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
 from rstar_jax.config import MeshSetup
@@ -60,3 +61,20 @@ def test_two_processes_train_like_one_process_with_eight_devices(tmp_path):
         p.name for p in (tmp_path / "one" / "checkpoints").iterdir() if p.name.isdigit()
     )
     assert jax.device_count() == 8
+
+
+def test_preemption_saves_the_step_and_the_same_call_resumes_to_the_same_result(tmp_path, monkeypatch):
+    from rstar_jax.checkpoint import Checkpointer
+    from rstar_jax.train import Preempted
+
+    ex = sft_examples(sft_records(16), encode, EOS, 112)
+    cfg = small_cfg(steps=4, save_every=10)
+    _, whole = train(Decoder(CONFIG, rngs=nnx.Rngs(0)), sft_loss, ex, cfg=cfg, workdir=tmp_path / "whole")
+    monkeypatch.setattr(Checkpointer, "reached_preemption", lambda self, step: step == 2)
+    with pytest.raises(Preempted, match="step 2 saved"):
+        train(Decoder(CONFIG, rngs=nnx.Rngs(0)), sft_loss, ex, cfg=cfg, workdir=tmp_path / "cut")
+    assert Checkpointer(tmp_path / "cut" / "checkpoints").latest_step() == 2
+    monkeypatch.undo()
+    _, resumed = train(Decoder(CONFIG, rngs=nnx.Rngs(0)), sft_loss, ex, cfg=cfg, workdir=tmp_path / "cut")
+    np.testing.assert_allclose(resumed["loss"], whole["loss"], rtol=1e-6)
+    assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")

@@ -18,8 +18,10 @@ steps and the last), where they reach the host together. A non-finite loss or gr
 (`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold params, opt_state and `extra = {"step",
 "micro_batches"}`; a rerun restores the latest one and continues at exactly that step and data position (micro-batch
 k of the stream depends only on (seed, k)), so an interrupted run ends with the same parameters as an uninterrupted
-one. Metrics (loss, gradient norm, learning rate, the loss's own metrics such as the PPM's pair accuracy, and
-`eval_*` at eval points) go to the progress bar, the log file (and the console when the bar is off),
+one. On preemption (orbax's `reached_preemption`, agreed by every process) the step reached is saved and `Preempted`
+raised: the command exits cleanly and the same command resumes. Metrics (loss, gradient norm, learning rate, the
+loss's own metrics such as the PPM's pair accuracy, and `eval_*` at eval points) go to the progress bar, the log
+file (and the console when the bar is off),
 `<workdir>/metrics.jsonl` and a TensorBoard event file in `<workdir>`, which also gets `tokens_per_s`: real (not
 padding) tokens per second over the steps since the previous log point, compilation included
 (`metrics_log.MetricsLog`). A resumed run first cuts both logs back to its checkpoint's step, so no step is
@@ -56,6 +58,10 @@ LossFn = Callable[[Any, dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Ar
 
 class NonFiniteError(FloatingPointError):
     """A training step produced a non-finite loss or gradient."""
+
+
+class Preempted(RuntimeError):
+    """The job is being preempted: the step reached is saved and training stopped; the same command resumes."""
 
 
 class TrainState(NamedTuple):
@@ -256,7 +262,8 @@ def train(
             done = step + 1
             pending.append((done, ids, metrics))
             bar.update(1)
-            stop = deadline is not None and time.monotonic() > deadline
+            preempted = done < cfg.steps and ckpt.reached_preemption(done)
+            stop = preempted or (deadline is not None and time.monotonic() > deadline)
             final = done == cfg.steps or stop
             evaluate = final or (bool(cfg.eval_every) and done % cfg.eval_every == 0)
             if not (evaluate or done % cfg.log_every == 0 or done % cfg.save_every == 0):
@@ -274,6 +281,9 @@ def train(
             ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=final)
             if done % cfg.log_every == 0 or evaluate:
                 tokens, since = 0, time.perf_counter()
+            if preempted:
+                ckpt.wait()
+                raise Preempted(f"{ckpt.directory}: preempted; step {done} saved, rerun the same command to resume")
             if final:
                 break
             last = {k: v for k, v in last.items() if not k.startswith("eval_")}
