@@ -4,8 +4,10 @@
 # Round 2 of the recipe (configs/round2.py) from Qwen2.5-Math-7B on local disk, one task per node, every GPU of
 # every node in one (data, fsdp, tensor) mesh. jax.distributed finds the coordinator, process count and process id
 # in SLURM's environment (launch.evolve -> rstar_jax.devices.initialize). Edit the paths or export them.
+# Until the search is split by process (README, "Running on a cluster"), run launch.evolve on one node: more nodes
+# start correctly but every process would search every problem in the same workdir.
 #SBATCH --job-name=rstar-round2
-#SBATCH --nodes=2
+#SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
 #SBATCH --gpus-per-node=8
 #SBATCH --cpus-per-task=64

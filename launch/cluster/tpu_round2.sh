@@ -4,6 +4,7 @@
 # Round 2 of the recipe (configs/round2.py) on every worker of a TPU-VM pod slice at once (gcloud ... --worker=all);
 # each worker runs one process, and jax.distributed detects the slice's coordinator, process count and id itself.
 # The repository and its virtual environment must be at $REPO on every worker, Qwen2.5-Math-7B at $BASE.
+# Until the search is split by process (README, "Running on a cluster"), launch.evolve needs a one-worker slice.
 set -euo pipefail
 
 BASE=${BASE:-/models/Qwen2.5-Math-7B}
