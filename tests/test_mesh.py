@@ -36,6 +36,7 @@ def _losses(run: Path) -> list[float]:
     return [x["loss"] for x in lines if "loss" in x]
 
 
+@pytest.mark.slow
 def test_micro_round_on_a_2x2x2_mesh_trains_like_one_device_with_sharded_parameters(tmp_path):
     """Round 1 of the micro run on the mesh; then its SFT and PPM jobs again on one device from the same data and
     initial models: the per-step losses agree, and the round's policy loads really sharded."""

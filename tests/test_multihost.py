@@ -32,6 +32,7 @@ def _losses(workdir: Path) -> list[float]:
     return [json.loads(x)["loss"] for x in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_process_with_eight_devices(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
