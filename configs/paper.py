@@ -19,8 +19,9 @@ def round_config(r: int) -> RunConfig:
     Every call builds its own configs, so an override of one never changes another (nothing here is a module global).
     """
     bootstrap = r == 1
-    # rstar_reference.md Part B §9: SFT 128 sequences per step, PPM 512 pairs per step, 2 epochs, lr 7e-6, linear.
-    train = dict(epochs=2.0, accum_steps=4, max_length=2048, learning_rate=7e-6)
+    # rstar_reference.md Part B §9: SFT 128 sequences per step, PPM 512 pairs per step, 2 epochs, lr 7e-6, linear;
+    # in micro-batches of 8 sequences / 4 pairs, so 7B fits 8 x 80 GB on mesh fsdp=4, tensor=2 (README, launch.plan).
+    train = dict(epochs=2.0, max_length=2048, learning_rate=7e-6)
     return RunConfig(
         workdir="workdir/paper",
         first_round=r,
@@ -33,8 +34,8 @@ def round_config(r: int) -> RunConfig:
             eval_samples=16,
             pair_min_edit_distance=20,
         ),
-        sft=TrainConfig(**train, batch_size=32, weight_decay=0.1),
-        ppm=TrainConfig(**train, batch_size=128, weight_decay=0.0),
+        sft=TrainConfig(**train, batch_size=8, accum_steps=16, weight_decay=0.1),
+        ppm=TrainConfig(**train, batch_size=4, accum_steps=128, weight_decay=0.0),
         search=SearchConfig(
             rollouts=8 if bootstrap else 16,
             samples_per_expansion=12,

@@ -9,6 +9,7 @@ sft, `config.ppm` for the others):
   * orm: the same loss on whole-trajectory pairs (`extract.orm_pairs`);
   * pqm: the value head regressed on Q (`[{text, q, id}]`, `extract.pqm_values`).
 
+The model trains on the config's `mesh` (default one device; e.g. `--config.mesh.fsdp=-1` shards over all).
 Checkpoints, metrics.jsonl and TensorBoard events go to `<config.workdir>/train_<kind>`; a rerun resumes there.
 The result is exported as an HF directory to `--out` (`*ForCausalLM` for sft, `*ForSequenceClassification`
 otherwise). The log goes to `<config.workdir>/logs/train.log`. The data file and the model directory are
@@ -25,7 +26,7 @@ from typing import Any
 
 from absl import flags, logging
 
-from rstar_jax import cli, models
+from rstar_jax import cli, devices, models
 from rstar_jax.train import Kind, NonFiniteError, fit
 from rstar_jax.workdir import WorkdirLock, setup_logging
 
@@ -55,6 +56,7 @@ def main(argv: list[str]) -> None:
     if missing:
         raise cli.UsageExit(f"missing required flags: {', '.join(missing)}")
     cfg = cli.parsed_config(_CONFIG)
+    devices.initialize(cfg.distributed)  # before any device use; a no-op for one process
     kind = _KIND.value
     records = _records(_DATA.value)
     try:
@@ -72,7 +74,7 @@ def main(argv: list[str]) -> None:
                 out_dir=_OUT.value,
                 cfg=cfg.sft if kind is Kind.SFT else cfg.ppm,
                 workdir=os.path.join(cfg.workdir, f"train_{kind.value}"),
-                mesh=models.make_mesh(models.MeshConfig()),
+                mesh=devices.run_mesh(cfg.mesh),
             )
         except FloatingPointError as err:  # train.NonFiniteError, or checkpoint.NonFiniteSaveError
             raise NonFiniteError(

@@ -218,6 +218,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
         from rstar_jax.checkpoint import CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError
 
         found += [CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError]
+    if "rstar_jax.train" in sys.modules:
+        from rstar_jax.train import Preempted
+
+        found.append(Preempted)  # saved; the same command resumes
     if "rstar_jax.sampling.remote" in sys.modules:
         from rstar_jax.sampling.remote import CompletionsError
 

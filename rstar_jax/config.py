@@ -8,8 +8,9 @@ config is read-only after validation: library code never mutates it.
 
 Sections: `data` (problem files, benchmarks), `toy` (the embedded toy domain), `search` (MCTS), `execution` (the
 code executor), `grading` (answer checking), `model` (checkpoints), `toy_model` (the toy's tiny decoder), `teacher`
-(the toy bootstrap teacher), `evolve` (the round recipe), `sft` and `ppm` (the two training loops), plus run-level
-fields (seed, workdir, rounds).
+(the toy bootstrap teacher), `evolve` (the round recipe), `sft` and `ppm` (the two training loops), `mesh` (the
+device mesh every stage runs on) and `distributed` (jax.distributed across hosts), plus run-level fields (seed,
+workdir, rounds).
 """
 
 import dataclasses
@@ -17,18 +18,33 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from rstar_jax.config_choices import (
+    SCRATCH_BASE,
+    BudgetAxis,
+    ConfigError,
+    Decay,
+    DType,
+    EvalMethod,
+    RewardKind,
+    SftInit,
+    ToyBand,
+    UnvisitedRule,
+)
+
 __all__ = [
     "ConfigError",
     "DType",
     "DataConfig",
     "Decay",
     "BudgetAxis",
+    "DistributedConfig",
     "EvalConfig",
     "EvalMethod",
     "EvolveConfig",
     "ExecutionConfig",
     "RewardKind",
     "GradingConfig",
+    "MeshSetup",
     "ModelSetup",
     "SCRATCH_BASE",
     "RunConfig",
@@ -43,79 +59,6 @@ __all__ = [
     "UnvisitedRule",
     "to_dict",
 ]
-
-
-SCRATCH_BASE = "scratch"
-"""`model.base` value for the toy's from-scratch tiny decoder (instead of the committed toy base)."""
-
-
-class ConfigError(ValueError):
-    """A config value is missing, misspelt, of the wrong type or out of range."""
-
-
-class UnvisitedRule(enum.StrEnum):
-    """UCT score of an unvisited child: `zero` (reference rStar, default) or `inf` (classic UCT)."""
-
-    ZERO = "zero"
-    INF = "inf"
-
-
-class SftInit(enum.StrEnum):
-    """Where a round's policy SFT starts: `base` (the paper: the base model every round) or `previous` (the
-    previous round's policy; round 1 starts from the base either way)."""
-
-    BASE = "base"
-    PREVIOUS = "previous"
-
-
-class Decay(enum.StrEnum):
-    """Learning-rate decay after warmup, to 0 at the last step."""
-
-    LINEAR = "linear"
-    COSINE = "cosine"
-
-
-class DType(enum.StrEnum):
-    """Floating-point dtype of parameters or activations."""
-
-    FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"
-
-
-class EvalMethod(enum.StrEnum):
-    """Test-time methods of `launch.evaluate` (each one function of `rstar_jax.search.baselines`)."""
-
-    GREEDY = "greedy"
-    MAJORITY = "majority"
-    BEST_OF_N = "best_of_n"
-    WEIGHTED_VOTE = "weighted_vote"
-    BEAM = "beam"
-    MCTS = "mcts"
-    PROTOCOL = "protocol"
-
-
-class BudgetAxis(enum.StrEnum):
-    """x-axis of the accuracy-vs-budget curves: mean trajectories, generated tokens or FLOPs per problem."""
-
-    TRAJECTORIES = "trajectories"
-    TOKENS = "tokens"
-    FLOPS = "flops"
-
-
-class RewardKind(enum.StrEnum):
-    """What the reward model guiding a test-time method was trained as (a label: all score texts alike)."""
-
-    PPM = "ppm"
-    ORM = "orm"
-    PQM = "pqm"
-
-
-class ToyBand(enum.StrEnum):
-    """Difficulty bands of the toy domain, mirroring the paper's GSM / MATH / Olympiad split."""
-
-    GSM = "gsm"
-    MATH = "math"
-    OLYMPIAD = "olympiad"
 
 
 def _field(default: Any, doc: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None):
@@ -261,6 +204,29 @@ class ModelSetup:
 
 
 @dataclasses.dataclass(slots=True)
+class MeshSetup:
+    """The (data, fsdp, tensor) device mesh of every stage: search, sampling, scoring, evaluation, SFT and PPM.
+
+    Parameters are sharded by their logical axes (`models.sharding.LOGICAL_AXIS_RULES`: embed over fsdp, heads /
+    MLP / vocab over tensor), batches and KV-cache rows over data x fsdp. The default 1 x 1 x 1 is one device (the
+    toy path); any other shape must use every device of the run, and one size may be -1 (what is left)."""
+
+    data: int = _field(1, "data-parallel replicas (batch rows); -1 = the devices left over", ge=-1)
+    fsdp: int = _field(1, "fully-sharded data parallelism (parameters over their embed axis); -1 = left over", ge=-1)
+    tensor: int = _field(1, "tensor parallelism (heads, MLP, vocab); -1 = left over", ge=-1)
+
+
+@dataclasses.dataclass(slots=True)
+class DistributedConfig:
+    """`jax.distributed.initialize` for runs over many hosts; all empty = auto-detect (SLURM, TPU VMs, Kubernetes)
+    or one process."""
+
+    coordinator: str = _field("", "host:port of process 0's coordinator; '' = auto-detected or one process")
+    num_processes: int = _field(0, "processes in the run; 0 = auto-detected (1 without a cluster)", ge=0)
+    process_id: int = _field(-1, "this process's index; -1 = auto-detected", ge=-1)
+
+
+@dataclasses.dataclass(slots=True)
 class ToyModelConfig:
     """The toy's tiny decoder, made by a run with `model.base=scratch` and by `launch.pretrain` (the toy base)."""
 
@@ -382,6 +348,8 @@ class RunConfig:
     execution: ExecutionConfig = _section(ExecutionConfig)
     grading: GradingConfig = _section(GradingConfig)
     model: ModelSetup = _section(ModelSetup)
+    mesh: MeshSetup = _section(MeshSetup)
+    distributed: DistributedConfig = _section(DistributedConfig)
     toy_model: ToyModelConfig = _section(ToyModelConfig)
     teacher: TeacherConfig = _section(TeacherConfig)
     evolve: EvolveConfig = _section(EvolveConfig)

@@ -121,6 +121,12 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"config.data.train_file = {cfg.data.train_file!r} needs config.model.base (the HF directory each round's "
             "SFT starts from; the toy's tiny decoder only knows the toy domain), or config.run_rounds=false"
         )
+    sizes = {k: getattr(cfg.mesh, k) for k in ("data", "fsdp", "tensor")}
+    for k, v in sizes.items():
+        if v == 0:
+            raise ConfigError(f"config.mesh.{k} = 0: a mesh axis has size >= 1, or -1 for the devices left over")
+    if list(sizes.values()).count(-1) > 1:
+        raise ConfigError(f"config.mesh = {sizes}: at most one of config.mesh.data / fsdp / tensor may be -1")
     _validate_benchmarks(cfg.data.eval_benchmarks)
     _validate_eval(cfg)
     return cfg

@@ -37,7 +37,9 @@ def test_an_override_of_one_paper_round_leaves_the_others_alone():
 
     one = round_config(1)
     one.sft.batch_size, one.ppm.learning_rate = 1, 1.0
-    assert (round_config(2).sft.batch_size, round_config(2).ppm.learning_rate) == (32, 7e-6)
+    assert (round_config(2).sft.batch_size, round_config(2).ppm.learning_rate) == (8, 7e-6)
+    assert round_config(2).sft.batch_size * round_config(2).sft.accum_steps == 128  # the paper: 128 per step
+    assert round_config(2).ppm.batch_size * round_config(2).ppm.accum_steps == 512
 
 
 def test_slots_reject_misspelt_attribute():

@@ -179,6 +179,11 @@ class Checkpointer:
         steps = self.steps()
         return steps[-1] if steps else None
 
+    def reached_preemption(self, step: int) -> bool:
+        """Whether the job is being preempted (JAX's preemption sync point, agreed by every process at `step`);
+        always False without a preemption service (one process without `jax.distributed`)."""
+        return bool(self._manager.reached_preemption(step))
+
     def save(
         self,
         step: int,

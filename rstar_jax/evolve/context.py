@@ -1,6 +1,6 @@
 """What the stages of a round share (`RoundContext`), and how a stage finds round r - 1's outputs.
 
-with round_context(cfg, run_dir, splits, problems_digest, stages, base) as ctx:
+with on_mesh(mesh), round_context(cfg, run_dir, splits, problems_digest, stages, base, mesh) as ctx:
     ...  # rstar_jax.evolve.rounds' stages, each given ctx and the round number
 """
 
@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from jax.sharding import Mesh
 
 from rstar_jax.config import RunConfig
 from rstar_jax.data import Problem
@@ -41,6 +43,7 @@ class RoundContext:
     grader: Grader
     stages: Stages
     models: ModelCache
+    mesh: Mesh
 
 
 Base = tuple[Path, str]  # a model to start from: its HF directory and its fingerprint
@@ -48,9 +51,10 @@ Base = tuple[Path, str]  # a model to start from: its HF directory and its finge
 
 @contextlib.contextmanager
 def round_context(
-    cfg: RunConfig, run_dir: RunDir, splits: Splits, problems_digest: str, stages: Stages, base: Base
+    cfg: RunConfig, run_dir: RunDir, splits: Splits, problems_digest: str, stages: Stages, base: Base, mesh: Mesh
 ) -> Iterator[RoundContext]:
-    """What the rounds share, with the sandboxed executor's worker pool open until the context exits."""
+    """What the rounds share, with the sandboxed executor's worker pool open until the context exits; `mesh`: the
+    device mesh of every stage (`rstar_jax.devices.run_mesh`)."""
     ex = cfg.execution
     executor = Executor(
         timeout_s=ex.timeout_s,
@@ -71,7 +75,8 @@ def round_context(
             executor=executor,
             grader=ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction),
             stages=stages,
-            models=ModelCache(cfg),
+            models=ModelCache(cfg, mesh),
+            mesh=mesh,
         )
 
 

@@ -1,6 +1,6 @@
 """The model cache of a run: search-ready policies and PPMs loaded once and reused across stages and rounds.
 
-    cache = ModelCache(cfg)
+    cache = ModelCache(cfg, mesh)                                     # models load sharded on `mesh`
     policy = cache.policy(round_dir.sft / "policy", temperature=0.7)   # a FlaxPolicy, built on first use
     ppm = cache.ppm(round_dir.ppm / "model")                          # a FlaxPPMScorer
     cache.retain([...])                                               # drops the models no later stage needs
@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from jax.sharding import Mesh
 
 from rstar_jax import models
 from rstar_jax.config import SCRATCH_BASE, RunConfig
@@ -78,8 +80,11 @@ def bootstrap_policy(cfg: RunConfig, train: Sequence[Problem], cache: ModelCache
 class ModelCache:
     """Search-ready models from HF directories, built once each (loading and compiling are the slow part)."""
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, mesh: Mesh):
+        """`mesh`: where the models' parameters go (sharded by their logical axes); the caller runs the searches
+        under `jax.set_mesh(mesh)`, so KV pools and rows follow their logical axes too."""
         self.cfg = cfg
+        self.mesh = mesh
         self._policies: dict[tuple[str, float], FlaxPolicy] = {}
         self._ppms: dict[str, FlaxPPMScorer] = {}
         self._decoders: dict[str, tuple[models.Decoder, Any]] = {}
@@ -87,7 +92,7 @@ class ModelCache:
     def _decoder(self, model_dir: Path) -> tuple[models.Decoder, Any]:
         key = str(Path(model_dir).resolve())
         if key not in self._decoders:
-            decoder = models.load_decoder(model_dir, dtype=self.cfg.model.dtype)
+            decoder = models.load_decoder(model_dir, dtype=self.cfg.model.dtype, mesh=self.mesh)
             tokenizer = models.load_tokenizer(model_dir, decoder.config)
             self._decoders[key] = (decoder, tokenizer)
         return self._decoders[key]
@@ -111,7 +116,7 @@ class ModelCache:
         """A `FlaxPPMScorer` of the PPM exported in `model_dir`."""
         key = str(Path(model_dir).resolve())
         if key not in self._ppms:
-            ppm = models.load_ppm(model_dir, dtype=self.cfg.model.dtype)
+            ppm = models.load_ppm(model_dir, dtype=self.cfg.model.dtype, mesh=self.mesh)
             tokenizer = models.load_tokenizer(model_dir, ppm.config)
             m = self.cfg.model
             self._ppms[key] = FlaxPPMScorer(

@@ -111,6 +111,7 @@ def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: Ba
             out_dir=out,
             cfg=train_cfg,
             workdir=stage_dir / "run",
+            mesh=ctx.mesh,
             allow_empty=True,
             progress=cfg.progress_bars,
         )

@@ -9,7 +9,9 @@
    executed in the sandboxed executor and graded against the gold answer: an end-to-end check of data, executor
    and grader before any model time is spent.
 4. `base`: the base model (below), then the self-evolution rounds `first_round..last_round` (`evolve.rounds`):
-   trees, extraction, policy SFT, PPM, evaluation and report per round, then the cumulative report.
+   trees, extraction, policy SFT, PPM, evaluation and report per round, then the cumulative report. The rounds
+   run under `devices.on_mesh` (`jax.set_mesh` and the logical-axis rules) of the config's `mesh` section: models
+   load sharded by their logical axes, KV pools and batches follow theirs, SFT and PPM train on the same mesh.
 A summary goes to `<workdir>/report.json`; the rounds' report to `<workdir>/report/report.md`.
 
 The base model: on the toy domain the committed toy base (`rstar_jax/toy/base`, checked against the sha256 of its
@@ -67,12 +69,17 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
         if not cfg.data.train_file:
             summary["verify"] = verify_toy_solutions(cfg, splits.train + splits.test)
         if cfg.run_rounds:
-            from rstar_jax.evolve import rounds  # models and the sampling engine load only when rounds run
+            from rstar_jax.devices import on_mesh, run_mesh  # models, devices and the sampling engine load only
+            from rstar_jax.evolve import rounds  # when rounds run
 
+            mesh = run_mesh(cfg.mesh)  # every stage of the rounds runs on it (1 x 1 x 1: one device)
             problems_digest = digest(problems)
             base = _base_model(cfg, run_dir, splits, stages, problems_digest)
             summary["rounds"] = {}
-            with rounds.round_context(cfg, run_dir, splits, problems_digest, stages, base) as ctx:
+            with (
+                on_mesh(mesh),
+                rounds.round_context(cfg, run_dir, splits, problems_digest, stages, base, mesh) as ctx,
+            ):
                 for r in range(cfg.first_round, cfg.last_round + 1):
                     logging.info("round %d: start", r)
                     trees = rounds.search_trees(ctx, r)

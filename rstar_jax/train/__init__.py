@@ -8,7 +8,7 @@ policy, summary = train.train(policy, train.sft_loss, fit, cfg=cfg.train, workdi
 
 from rstar_jax.train.batches import Encoder, Examples, pair_examples, sft_examples, value_examples
 from rstar_jax.train.fit import Kind, fit, load_policy, split_by_problem
-from rstar_jax.train.loop import LossFn, NonFiniteError, TrainState, make_optimizer, train
+from rstar_jax.train.loop import LossFn, NonFiniteError, Preempted, TrainState, make_optimizer, train
 from rstar_jax.train.losses import bradley_terry_loss, pqm_loss, sft_loss
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Kind",
     "LossFn",
     "NonFiniteError",
+    "Preempted",
     "TrainState",
     "bradley_terry_loss",
     "fit",

@@ -43,9 +43,10 @@ class Kind(enum.StrEnum):
     PQM = "pqm"
 
 
-def load_policy(model_dir: str | os.PathLike) -> tuple[models.Decoder, Any]:
-    """The policy of an HF directory and its tokenizer, with the rStar special tokens and room for them."""
-    policy = models.load_decoder(model_dir, dtype="float32")
+def load_policy(model_dir: str | os.PathLike, mesh: Any = None) -> tuple[models.Decoder, Any]:
+    """The policy of an HF directory and its tokenizer, with the rStar special tokens and room for them; `mesh`:
+    parameters load sharded by their logical axes (default: one device)."""
+    policy = models.load_decoder(model_dir, dtype="float32", mesh=mesh)
     tokenizer = models.load_tokenizer(model_dir, policy.config)
     models.add_rstar_tokens(tokenizer)
     return models.fit_embeddings(policy, len(tokenizer)), tokenizer
@@ -99,6 +100,8 @@ def fit(
         PQM values `{text, q, id}`. PPM / ORM / PQM start from the policy plus a fresh value head (seed `cfg.seed`).
       records: the training records (a JSON list as `rstar_jax.extract` writes it).
       cfg: the loop settings; `cfg.eval_fraction` of the problems is held out.
+      mesh: the (data, fsdp, tensor) mesh the model loads and trains on (`rstar_jax.devices.run_mesh`); default
+        one device.
       workdir: checkpoints and metrics (resumable).
       allow_empty: with no records, export the initial model untrained (a PPM: the policy and a fresh head)
         instead of raising; a round whose trees hold no preference pair still hands a PPM to the next one.
@@ -109,7 +112,7 @@ def fit(
     """
     if not records and not allow_empty:
         raise ValueError(f"rstar_jax/train/fit.py: no {kind.value} records to train on (workdir {workdir})")
-    policy, tokenizer = load_policy(init_dir)
+    policy, tokenizer = load_policy(init_dir, mesh)
     if not records:
         logging.warning("rstar_jax/train: no %s records; exporting the initial model untrained to %s", kind, out_dir)
         model = policy if kind is Kind.SFT else models.PPM.from_policy(policy, nnx.Rngs(cfg.seed))

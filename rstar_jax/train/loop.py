@@ -8,7 +8,8 @@ with warmup then linear or cosine decay. The step is `jax.jit`-ed with the state
 shardings from the model's logical axes (`models/sharding.py`) on `mesh`, called under `jax.set_mesh(mesh)`;
 the loss runs on a copy of the params cast to `cfg.compute_dtype` (bf16 by default). Each step's (and each eval
 batch's) `[A, B, T]` arrays are cut to their longest real sequence rounded up to `length_bucket` tokens
-(`batches.trim_padding`) before `device_put`, so no step computes on more than a bucket of padding; the one
+(`batches.trim_padding`) and handed to the devices (`_global_batch`: each process its own rows, through
+`jax.make_array_from_process_local_data`), so no step computes on more than a bucket of padding; the one
 jitted step compiles once per distinct length.
 
 Step metrics stay on the device until a log, eval or save point (every `log_every` / `eval_every` / `save_every`
@@ -17,8 +18,10 @@ steps and the last), where they reach the host together. A non-finite loss or gr
 (`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold params, opt_state and `extra = {"step",
 "micro_batches"}`; a rerun restores the latest one and continues at exactly that step and data position (micro-batch
 k of the stream depends only on (seed, k)), so an interrupted run ends with the same parameters as an uninterrupted
-one. Metrics (loss, gradient norm, learning rate, the loss's own metrics such as the PPM's pair accuracy, and
-`eval_*` at eval points) go to the progress bar, the log file (and the console when the bar is off),
+one. On preemption (orbax's `reached_preemption`, agreed by every process) the step reached is saved and `Preempted`
+raised: the command exits cleanly and the same command resumes. Metrics (loss, gradient norm, learning rate, the
+loss's own metrics such as the PPM's pair accuracy, and `eval_*` at eval points) go to the progress bar, the log
+file (and the console when the bar is off),
 `<workdir>/metrics.jsonl` and a TensorBoard event file in `<workdir>`, which also gets `tokens_per_s`: real (not
 padding) tokens per second over the steps since the previous log point, compilation included
 (`metrics_log.MetricsLog`). A resumed run first cuts both logs back to its checkpoint's step, so no step is
@@ -55,6 +58,10 @@ LossFn = Callable[[Any, dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Ar
 
 class NonFiniteError(FloatingPointError):
     """A training step produced a non-finite loss or gradient."""
+
+
+class Preempted(RuntimeError):
+    """The job is being preempted: the step reached is saved and training stopped; the same command resumes."""
 
 
 class TrainState(NamedTuple):
@@ -101,6 +108,19 @@ def _batch_shardings(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Nam
         )
         for k, v in arrays.items()
     }
+
+
+def _global_batch(arrays: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """The global `[A, B, ...]` batch arrays on `mesh`, each process handing over only the rows its own devices
+    hold (`jax.make_array_from_process_local_data`); the batch is the same pure function of the step on every
+    process, and one process simply hands over every row."""
+    out = {}
+    for k, sharding in _batch_shardings(arrays, mesh).items():
+        v = arrays[k]
+        rows = [idx[1].indices(v.shape[1])[:2] for idx in sharding.addressable_devices_indices_map(v.shape).values()]
+        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+        out[k] = jax.make_array_from_process_local_data(sharding, v[:, lo:hi], v.shape)
+    return out
 
 
 def _step_fn(
@@ -197,7 +217,7 @@ def train(
             return {}
         batches = [trim_padding(b, length_bucket) for b in eval_examples.eval_batches(B)]
         with jax.set_mesh(mesh):
-            outs = [jax.device_get(eval_jit(params, jax.device_put(b, _batch_shardings(b, mesh)))) for b in batches]
+            outs = [jax.device_get(eval_jit(params, _global_batch(b, mesh))) for b in batches]
         return {f"eval_{k}": float(np.mean([o[k] for o in outs])) for k in outs[0]}
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=cfg.save_every, async_save=False)
@@ -238,11 +258,12 @@ def train(
             arrays = trim_padding(arrays, length_bucket)  # [A, B, T] -> [A, B, T' <= T]
             tokens += real_tokens(arrays)
             with jax.set_mesh(mesh):
-                state, metrics = step_jit(state, jax.device_put(arrays, _batch_shardings(arrays, mesh)))
+                state, metrics = step_jit(state, _global_batch(arrays, mesh))
             done = step + 1
             pending.append((done, ids, metrics))
             bar.update(1)
-            stop = deadline is not None and time.monotonic() > deadline
+            preempted = done < cfg.steps and ckpt.reached_preemption(done)
+            stop = preempted or (deadline is not None and time.monotonic() > deadline)
             final = done == cfg.steps or stop
             evaluate = final or (bool(cfg.eval_every) and done % cfg.eval_every == 0)
             if not (evaluate or done % cfg.log_every == 0 or done % cfg.save_every == 0):
@@ -260,6 +281,9 @@ def train(
             ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=final)
             if done % cfg.log_every == 0 or evaluate:
                 tokens, since = 0, time.perf_counter()
+            if preempted:
+                ckpt.wait()
+                raise Preempted(f"{ckpt.directory}: preempted; step {done} saved, rerun the same command to resume")
             if final:
                 break
             last = {k: v for k, v in last.items() if not k.startswith("eval_")}

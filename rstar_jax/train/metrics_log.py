@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
@@ -91,6 +92,10 @@ class MetricsLog:
     def __init__(self, workdir: str | os.PathLike, start_step: int):
         root = Path(workdir)
         self.jsonl_path, self.events_path = root / METRICS_FILE, root / EVENTS_FILE
+        self._events: RecordWriter | None = None
+        self.primary = jax.process_index() == 0  # many processes, one log: process 0 writes it, the others nothing
+        if not self.primary:
+            return
         if self.jsonl_path.exists():
             lines = _jsonl_kept(self.jsonl_path, start_step)
             _replace(self.jsonl_path, lambda f: f.write("".join(lines).encode("utf-8")))
@@ -103,7 +108,6 @@ class MetricsLog:
                     writer.write(event)
 
             _replace(self.events_path, rewrite)
-        self._events: RecordWriter | None = None
 
     def _writer(self) -> RecordWriter:
         if self._events is None:
@@ -115,6 +119,8 @@ class MetricsLog:
 
     def write(self, step: int, metrics: Mapping[str, float], throughput: Mapping[str, float] | None = None) -> None:
         """Logs `metrics` at `step` to both files and `throughput` (per-run speeds) to the event file only."""
+        if not self.primary:
+            return
         with open(self.jsonl_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
         values = [summary_pb2.Summary.Value(tag=scalar_tag(k), simple_value=float(v)) for k, v in metrics.items()]
