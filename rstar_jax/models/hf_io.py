@@ -130,15 +130,18 @@ def _hf_shapes(c: ModelConfig, head: str | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _check(c: ModelConfig, tensors: dict[str, np.ndarray], origin: dict[str, str], head: str | None, src: Path):
+def _check(
+    c: ModelConfig, tensors: dict[str, np.ndarray], origin: dict[str, str], head: str | None, src: Any, config_src: Any
+) -> None:
+    """Every tensor the config implies is there with its shape, and no other; `src` names the weights, `config_src`
+    the config, `origin` each tensor's file."""
     expected = _hf_shapes(c, head)
     for key, shape in expected.items():
         if key not in tensors:
-            raise WeightsError(f"{src}: tensor {key!r} is missing from the safetensors (config {src / 'config.json'})")
+            raise WeightsError(f"{src}: tensor {key!r} is missing from the weights (config {config_src})")
         if tuple(tensors[key].shape) != shape:
             raise WeightsError(
-                f"{origin[key]}: tensor {key!r} has shape {tuple(tensors[key].shape)} but {src / 'config.json'} "
-                f"implies {shape}"
+                f"{origin[key]}: tensor {key!r} has shape {tuple(tensors[key].shape)} but {config_src} implies {shape}"
             )
     extra = [k for k in tensors if k not in expected and not k.endswith(_IGNORED_SUFFIXES) and k != "lm_head.weight"]
     if extra:
@@ -226,13 +229,27 @@ def _load(model_dir: str | Path, head: str | None, dtype: str | None) -> tuple[M
     if dtype is not None:
         c = c.replace(param_dtype=dtype)
     tensors, origin = read_safetensors(model_dir)
-    _check(c, tensors, origin, head, model_dir)
+    _check(c, tensors, origin, head, model_dir, model_dir / "config.json")
+    return c, _pure(c, tensors, head)
+
+
+def _pure(c: ModelConfig, tensors: dict[str, np.ndarray], head: str | None) -> dict[str, Any]:
+    """Checked HF tensors -> the pure-dict state of `Decoder` (head `lm_head.weight` or none) or `PPM`."""
     pure: dict[str, Any] = {"trunk": _trunk_arrays(c, tensors)}
     if head == "lm_head.weight":
         pure["lm_head"] = tensors[head].T
     elif head == VALUE_HEAD_KEY:
         pure["value_head"] = tensors[head][0]
-    return c, pure
+    return pure
+
+
+def decoder_from_tensors(
+    config: ModelConfig, tensors: dict[str, np.ndarray], source: Any, mesh: Mesh | None = None
+) -> Decoder:
+    """A causal LM from HF-named tensors read by another loader (e.g. `models.gguf`); `source` names them in errors."""
+    head = None if config.tie_word_embeddings else "lm_head.weight"
+    _check(config, tensors, dict.fromkeys(tensors, str(source)), head, source, source)
+    return _build(Decoder, config, _pure(config, tensors, head), mesh)
 
 
 def load_decoder(model_dir: str | Path, dtype: str | None = None, mesh: Mesh | None = None) -> Decoder:
@@ -339,6 +356,7 @@ def build_from_arrays(cls: type, config: ModelConfig, pure: dict[str, Any], mesh
 __all__ = [
     "WeightsError",
     "build_from_arrays",
+    "decoder_from_tensors",
     "load_decoder",
     "load_ppm",
     "read_safetensors",
