@@ -40,6 +40,16 @@ _ST_DTYPES: dict[str, Any] = {
     "I32": np.int32,
 }
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
+PPM_README = """# rStar process preference model (PPM), exported by rstar_jax
+
+A decoder with a one-label value head (`score.weight`, no bias): load it with transformers'
+`AutoModelForSequenceClassification` (or serve it with vLLM as a reward / classification model).
+
+**The served score is pre-tanh.** The model's logits are `r = w . h_last`, the head applied to the final hidden
+state of the last non-pad token. rstar_jax's value of a step is `tanh(r)`, in (-1, 1): apply the tanh yourself
+when you use this model outside rstar_jax (`config.json`: `rstar_value_head`). Bradley-Terry training compares
+`r` of a preferred and a rejected step, so the ranking of steps is the same before and after the tanh.
+"""
 
 
 class WeightsError(ValueError):
@@ -281,8 +291,9 @@ def _write(
     out_dir: str | Path,
     max_shard_bytes: int | None,
     tokenizer: Any,
+    readme: str | None = None,
 ) -> None:
-    """Write config.json, one or more safetensors files (+ index when sharded) and the tokenizer.
+    """Write config.json, one or more safetensors files (+ index when sharded), the tokenizer and a README.md.
 
     Everything is written to a sibling temporary directory that then replaces `out_dir`, so an interrupted
     export never leaves a half-written model or stale shards from an earlier export behind.
@@ -312,6 +323,8 @@ def _write(
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp))
+    if readme is not None:
+        (tmp / "README.md").write_text(readme)
     old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     if out_dir.exists():
         out_dir.rename(old)
@@ -344,8 +357,13 @@ def save_ppm(ppm: PPM, out_dir: str | Path, max_shard_bytes: int | None = None, 
     config = c.to_hf_dict()
     config["architectures"] = [config["architectures"][0].replace("ForCausalLM", "ForSequenceClassification")]
     config |= {"num_labels": 1, "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}
-    config["rstar_value_head"] = {"transform": "tanh", "pooling": "last_non_pad_token", "weight": VALUE_HEAD_KEY}
-    _write(tensors, config, out_dir, max_shard_bytes, tokenizer)
+    config["rstar_value_head"] = {
+        "transform": "tanh",
+        "pooling": "last_non_pad_token",
+        "weight": VALUE_HEAD_KEY,
+        "served_score": "pre-tanh: the logits are w . h_last; rstar_jax applies the tanh",
+    }
+    _write(tensors, config, out_dir, max_shard_bytes, tokenizer, readme=PPM_README)
 
 
 def build_from_arrays(cls: type, config: ModelConfig, pure: dict[str, Any], mesh: Mesh | None = None) -> Any:
