@@ -21,7 +21,7 @@ TEXTS = [
     "def fibonacci(n):\n    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)\n",
     "The capital of France is",
 ]
-QUESTIONS = ["What is 2+3? Reply with just the number.", "Name a colour.", "Say hello in French."]
+QUESTIONS = ["What is 2+3? Reply with just the number.", "Name a colour."]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_greedy_generation_matches_transformers_including_eos(loaded):
     ]
     ids = [tokenizer(p)["input_ids"] for p in prompts]
     policy = FlaxPolicy(decoder, tokenizer, SamplingParams(temperature=0.0), pool_slots=4096)
-    rows = policy.decode_ids(ids, n=1, stop=(), max_tokens=64, seed=[0, 1, 2])  # one batch of three prompts
+    rows = policy.decode_ids(ids, n=1, stop=(), max_tokens=64, seed=[0, 1])  # one batch of both prompts
     eos = decoder.config.eos_token_id
     for prompt_ids, [scanner] in zip(ids, rows, strict=True):
         with torch.no_grad():
