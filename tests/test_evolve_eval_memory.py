@@ -18,6 +18,7 @@ from helpers_memory import MemoryProbe
 
 from rstar_jax.config import ConfigError
 from rstar_jax.config_validation import validate
+from rstar_jax.devices import run_mesh
 from rstar_jax.evolve.evaluate import METHODS, EvalModels, evaluate
 from rstar_jax.evolve.model_cache import ModelCache
 from rstar_jax.models import PPM, save_ppm
@@ -53,7 +54,7 @@ def tiny_models(tmp_path_factory):
 def test_tiny_config_evaluation_completes_within_the_memory_bound(tiny_models, tmp_path, monkeypatch):
     cfg, problems, policy_dir, ppm_dir, config = tiny_models
     probe = MemoryProbe.install(monkeypatch)
-    cache = ModelCache(cfg)
+    cache = ModelCache(cfg, run_mesh(cfg.mesh))
     models = EvalModels(
         greedy_policy=lambda: cache.policy(policy_dir, 0.0),
         sampling_policy=lambda: cache.policy(policy_dir, cfg.evolve.eval_temperature),

@@ -9,6 +9,7 @@ import dataclasses
 import json
 
 from rstar_jax.config import EvolveConfig, RunConfig, SearchConfig
+from rstar_jax.devices import run_mesh
 from rstar_jax.evolve import context, round_trees
 from rstar_jax.evolve.stages import Stages
 from rstar_jax.execution import Executor
@@ -102,6 +103,7 @@ def _round4(tmp_path, monkeypatch, evolve: EvolveConfig, mistake_rate: float = 0
             grader=BoxGrader(),
             stages=stages,
             models=models,
+            mesh=run_mesh(cfg.mesh),
         )
         out = round_trees.search_trees(ctx, R)
     return cfg, train, run_dir, out, searches, policy, ppm, models

@@ -8,6 +8,7 @@ import pytest
 
 from rstar_jax.config import ConfigError, EvolveConfig, ModelSetup, RunConfig, SearchConfig
 from rstar_jax.data import Problem
+from rstar_jax.devices import run_mesh
 from rstar_jax.evolve import context, inputs, round_trees
 from rstar_jax.evolve.model_cache import bootstrap_prompt
 from rstar_jax.evolve.stages import Stages
@@ -129,6 +130,7 @@ def test_round1_trees_stage_uses_it_and_records_it(tmp_path, monkeypatch):
     ctx = context.RoundContext(
         cfg=cfg, run_dir=run_dir, train=train, test=[], problems_digest="p", base_dir=tmp_path, base_digest="b",
         executor=FakeExecutor(), grader=BoxGrader(), stages=Stages(), models=None,
+        mesh=run_mesh(cfg.mesh),
     )  # fmt: skip
     round_trees.search_trees(ctx, 1)
     prompts = [p for call in policy.calls for p in call]

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rstar_jax import data, models
+from rstar_jax import data, devices, models
 from rstar_jax.config import ConfigError, EvalMethod, RunConfig
 from rstar_jax.evaluation.methods import EvalModels, Meter, run_chunk
 from rstar_jax.evaluation.store import PredictionFile
@@ -100,7 +100,7 @@ def _counter(tokenizer: Any):
     return lambda texts: [len(ids) for ids in tokenizer(list(texts))["input_ids"]] if texts else []
 
 
-def load_models(cfg: RunConfig, methods: tuple[EvalMethod, ...]) -> Loaded:
+def load_models(cfg: RunConfig, methods: tuple[EvalMethod, ...], mesh: Any) -> Loaded:
     """The policy and (when a method needs one and it is set) the reward model; checks their tokenizers agree."""
     from rstar_jax.evaluation.methods import needs_reward
 
@@ -119,7 +119,7 @@ def load_models(cfg: RunConfig, methods: tuple[EvalMethod, ...]) -> Loaded:
                 f"config.eval.policy = {e.policy!r} and config.eval.reward_model = {e.reward_model!r} have different "
                 "tokenizers: the reward model must score the policy's texts with the same vocabulary"
             )
-    cache = ModelCache(cfg)
+    cache = ModelCache(cfg, mesh)
     reward = (lambda: cache.ppm(reward_dir)) if reward_dir is not None else None
     return Loaded(
         EvalModels(policy=lambda t: cache.policy(policy_dir, t), reward=reward),
@@ -173,7 +173,8 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     e = cfg.eval
     out = Path(e.out or Path(cfg.workdir) / "eval")
     sets = load_problem_sets(cfg)
-    loaded = load_models(cfg, e.methods)
+    mesh = devices.run_mesh(cfg.mesh)  # the models load sharded on it (1 x 1 x 1: one device)
+    loaded = load_models(cfg, e.methods, mesh)
     ex = cfg.execution
     executor = Executor(
         timeout_s=ex.timeout_s,
@@ -183,7 +184,7 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
         round_floats=ex.round_floats,
     )
     grader = ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction)
-    with executor:
+    with executor, devices.on_mesh(mesh):
         cells = evaluate_sets(cfg, sets, loaded, executor, grader, out)
     tables = write_tables(cells, out)
     curves = write_curves(cells, out, e.budget_axis) if len(e.budgets) > 1 else []

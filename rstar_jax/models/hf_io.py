@@ -40,6 +40,16 @@ _ST_DTYPES: dict[str, Any] = {
     "I32": np.int32,
 }
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
+PPM_README = """# rStar process preference model (PPM), exported by rstar_jax
+
+A decoder with a one-label value head (`score.weight`, no bias): load it with transformers'
+`AutoModelForSequenceClassification` (or serve it with vLLM as a reward / classification model).
+
+**The served score is pre-tanh.** The model's logits are `r = w . h_last`, the head applied to the final hidden
+state of the last non-pad token. rstar_jax's value of a step is `tanh(r)`, in (-1, 1): apply the tanh yourself
+when you use this model outside rstar_jax (`config.json`: `rstar_value_head`). Bradley-Terry training compares
+`r` of a preferred and a rejected step, so the ranking of steps is the same before and after the tanh.
+"""
 
 
 class WeightsError(ValueError):
@@ -130,15 +140,18 @@ def _hf_shapes(c: ModelConfig, head: str | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _check(c: ModelConfig, tensors: dict[str, np.ndarray], origin: dict[str, str], head: str | None, src: Path):
+def _check(
+    c: ModelConfig, tensors: dict[str, np.ndarray], origin: dict[str, str], head: str | None, src: Any, config_src: Any
+) -> None:
+    """Every tensor the config implies is there with its shape, and no other; `src` names the weights, `config_src`
+    the config, `origin` each tensor's file."""
     expected = _hf_shapes(c, head)
     for key, shape in expected.items():
         if key not in tensors:
-            raise WeightsError(f"{src}: tensor {key!r} is missing from the safetensors (config {src / 'config.json'})")
+            raise WeightsError(f"{src}: tensor {key!r} is missing from the weights (config {config_src})")
         if tuple(tensors[key].shape) != shape:
             raise WeightsError(
-                f"{origin[key]}: tensor {key!r} has shape {tuple(tensors[key].shape)} but {src / 'config.json'} "
-                f"implies {shape}"
+                f"{origin[key]}: tensor {key!r} has shape {tuple(tensors[key].shape)} but {config_src} implies {shape}"
             )
     extra = [k for k in tensors if k not in expected and not k.endswith(_IGNORED_SUFFIXES) and k != "lm_head.weight"]
     if extra:
@@ -226,13 +239,27 @@ def _load(model_dir: str | Path, head: str | None, dtype: str | None) -> tuple[M
     if dtype is not None:
         c = c.replace(param_dtype=dtype)
     tensors, origin = read_safetensors(model_dir)
-    _check(c, tensors, origin, head, model_dir)
+    _check(c, tensors, origin, head, model_dir, model_dir / "config.json")
+    return c, _pure(c, tensors, head)
+
+
+def _pure(c: ModelConfig, tensors: dict[str, np.ndarray], head: str | None) -> dict[str, Any]:
+    """Checked HF tensors -> the pure-dict state of `Decoder` (head `lm_head.weight` or none) or `PPM`."""
     pure: dict[str, Any] = {"trunk": _trunk_arrays(c, tensors)}
     if head == "lm_head.weight":
         pure["lm_head"] = tensors[head].T
     elif head == VALUE_HEAD_KEY:
         pure["value_head"] = tensors[head][0]
-    return c, pure
+    return pure
+
+
+def decoder_from_tensors(
+    config: ModelConfig, tensors: dict[str, np.ndarray], source: Any, mesh: Mesh | None = None
+) -> Decoder:
+    """A causal LM from HF-named tensors read by another loader (e.g. `models.gguf`); `source` names them in errors."""
+    head = None if config.tie_word_embeddings else "lm_head.weight"
+    _check(config, tensors, dict.fromkeys(tensors, str(source)), head, source, source)
+    return _build(Decoder, config, _pure(config, tensors, head), mesh)
 
 
 def load_decoder(model_dir: str | Path, dtype: str | None = None, mesh: Mesh | None = None) -> Decoder:
@@ -264,8 +291,9 @@ def _write(
     out_dir: str | Path,
     max_shard_bytes: int | None,
     tokenizer: Any,
+    readme: str | None = None,
 ) -> None:
-    """Write config.json, one or more safetensors files (+ index when sharded) and the tokenizer.
+    """Write config.json, one or more safetensors files (+ index when sharded), the tokenizer and a README.md.
 
     Everything is written to a sibling temporary directory that then replaces `out_dir`, so an interrupted
     export never leaves a half-written model or stale shards from an earlier export behind.
@@ -295,6 +323,8 @@ def _write(
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp))
+    if readme is not None:
+        (tmp / "README.md").write_text(readme)
     old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     if out_dir.exists():
         out_dir.rename(old)
@@ -327,8 +357,13 @@ def save_ppm(ppm: PPM, out_dir: str | Path, max_shard_bytes: int | None = None, 
     config = c.to_hf_dict()
     config["architectures"] = [config["architectures"][0].replace("ForCausalLM", "ForSequenceClassification")]
     config |= {"num_labels": 1, "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}
-    config["rstar_value_head"] = {"transform": "tanh", "pooling": "last_non_pad_token", "weight": VALUE_HEAD_KEY}
-    _write(tensors, config, out_dir, max_shard_bytes, tokenizer)
+    config["rstar_value_head"] = {
+        "transform": "tanh",
+        "pooling": "last_non_pad_token",
+        "weight": VALUE_HEAD_KEY,
+        "served_score": "pre-tanh: the logits are w . h_last; rstar_jax applies the tanh",
+    }
+    _write(tensors, config, out_dir, max_shard_bytes, tokenizer, readme=PPM_README)
 
 
 def build_from_arrays(cls: type, config: ModelConfig, pure: dict[str, Any], mesh: Mesh | None = None) -> Any:
@@ -339,6 +374,7 @@ def build_from_arrays(cls: type, config: ModelConfig, pure: dict[str, Any], mesh
 __all__ = [
     "WeightsError",
     "build_from_arrays",
+    "decoder_from_tensors",
     "load_decoder",
     "load_ppm",
     "read_safetensors",

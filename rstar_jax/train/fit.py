@@ -7,7 +7,8 @@ Used by `launch.train` and by the self-evolution rounds. The held-out split is b
 so no held-out example shares a problem with a training example: for the PPM, `eval_accuracy` is the share of
 held-out preference pairs ordered correctly. The trained model is written to `out_dir` through a temporary
 sibling and a rename, so `out_dir` is either absent or complete. `workdir` keeps checkpoints and
-`metrics.jsonl`; a rerun after a kill resumes there.
+`metrics.jsonl` and the tokenizer (`tokenizer/`); a rerun after a kill resumes there, and `train.export` turns any of
+its checkpoints into an HF directory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flax import nnx
 from rstar_jax import models
 from rstar_jax.config import TrainConfig
 from rstar_jax.train.batches import Examples, pair_examples, sft_examples, value_examples
+from rstar_jax.train.export import TOKENIZER_DIR
 from rstar_jax.train.loop import train
 from rstar_jax.train.losses import bradley_terry_loss, pqm_loss, sft_loss
 
@@ -113,6 +115,7 @@ def fit(
     if not records and not allow_empty:
         raise ValueError(f"rstar_jax/train/fit.py: no {kind.value} records to train on (workdir {workdir})")
     policy, tokenizer = load_policy(init_dir, mesh)
+    tokenizer.save_pretrained(str(Path(workdir) / TOKENIZER_DIR))  # the run's own: `train.export` reads it
     if not records:
         logging.warning("rstar_jax/train: no %s records; exporting the initial model untrained to %s", kind, out_dir)
         model = policy if kind is Kind.SFT else models.PPM.from_policy(policy, nnx.Rngs(cfg.seed))

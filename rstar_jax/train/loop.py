@@ -49,6 +49,7 @@ from rstar_jax.config import TrainConfig
 from rstar_jax.models import MeshConfig, logical_to_spec, make_mesh, state_shardings
 from rstar_jax.progress import Progress
 from rstar_jax.train.batches import Examples, real_tokens, trim_padding
+from rstar_jax.train.export import checkpoint_config
 from rstar_jax.train.metrics_log import MetricsLog
 
 __all__ = ["LossFn", "NonFiniteError", "TrainState", "learning_rate_schedule", "make_optimizer", "train"]
@@ -221,6 +222,7 @@ def train(
         return {f"eval_{k}": float(np.mean([o[k] for o in outs])) for k in outs[0]}
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=cfg.save_every, async_save=False)
+    record = checkpoint_config(model)  # the model's HF config and head: `train.export` needs nothing else
     start = 0
     if ckpt.latest_step() is not None:
         target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state[:2], state_sh[:2])
@@ -278,7 +280,7 @@ def train(
                 logging.info("rstar_jax/train step %d: %s", done, shown, extra={"console": not progress})
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             extra = {"step": done, "micro_batches": done * A}
-            ckpt.save(done, params=state.params, opt_state=state.opt_state, extra=extra, force=final)
+            ckpt.save(done, params=state.params, opt_state=state.opt_state, config=record, extra=extra, force=final)
             if done % cfg.log_every == 0 or evaluate:
                 tokens, since = 0, time.perf_counter()
             if preempted:
