@@ -175,14 +175,7 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     sets = load_problem_sets(cfg)
     mesh = devices.run_mesh(cfg.mesh)  # the models load sharded on it (1 x 1 x 1: one device)
     loaded = load_models(cfg, e.methods, mesh)
-    ex = cfg.execution
-    executor = Executor(
-        timeout_s=ex.timeout_s,
-        memory_mb=ex.memory_mb,
-        max_output_chars=ex.max_output_chars,
-        workers=ex.workers or None,
-        round_floats=ex.round_floats,
-    )
+    executor = Executor.from_config(cfg.execution)
     grader = ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction)
     with executor, devices.on_mesh(mesh):
         cells = evaluate_sets(cfg, sets, loaded, executor, grader, out)

@@ -55,14 +55,7 @@ def round_context(
 ) -> Iterator[RoundContext]:
     """What the rounds share, with the sandboxed executor's worker pool open until the context exits; `mesh`: the
     device mesh of every stage (`rstar_jax.devices.run_mesh`)."""
-    ex = cfg.execution
-    executor = Executor(
-        timeout_s=ex.timeout_s,
-        memory_mb=ex.memory_mb,
-        max_output_chars=ex.max_output_chars,
-        workers=ex.workers or None,
-        round_floats=ex.round_floats,
-    )
+    executor = Executor.from_config(cfg.execution)
     with executor:
         yield RoundContext(
             cfg=cfg,

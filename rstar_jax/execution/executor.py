@@ -91,6 +91,17 @@ class Executor:
         (`routing.route`); about 3x cheaper forks for them. No effect when `preload` is empty.
     """
 
+    @classmethod
+    def from_config(cls, ex: Any) -> Executor:
+        """The executor of an `rstar_jax.config.ExecutionConfig` section (`workers` 0: one per CPU core)."""
+        return cls(
+            timeout_s=ex.timeout_s,
+            memory_mb=ex.memory_mb,
+            max_output_chars=ex.max_output_chars,
+            workers=ex.workers or None,
+            round_floats=ex.round_floats,
+        )
+
     def __init__(
         self,
         timeout_s: float = 10.0,
