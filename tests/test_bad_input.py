@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers_launch import assert_refused
 
 from rstar_jax.evolve.stages import StageDiverged, StageRefused, Stages
 from rstar_jax.train import NonFiniteError
@@ -47,18 +48,6 @@ def _snapshot(path: pathlib.Path) -> dict[str, bytes] | None:
     if not path.exists():
         return None
     return {str(p.relative_to(path)): (b"" if p.is_dir() else p.read_bytes()) for p in sorted(path.rglob("*"))}
-
-
-def _assert_refused(proc: subprocess.CompletedProcess, *culprits: str) -> str:
-    """Exit status 2, stderr exactly one line `error: ...` containing every culprit, no traceback."""
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    assert lines[0].startswith("error: ") and "Traceback" not in proc.stderr
-    for culprit in culprits:
-        assert culprit in lines[0], lines[0]
-    assert proc.stdout == ""
-    return lines[0]
 
 
 def _write(path: pathlib.Path, text: str) -> pathlib.Path:
@@ -125,14 +114,14 @@ def test_evolve_refuses_bad_input_before_any_work(case, args, culprits, tmp_path
     files = _case_files(tmp_path)
     workdir = tmp_path / "wd"
     proc = _launch("evolve", MICRO, *(a.format(**files) for a in args), f"--config.workdir={workdir}")
-    _assert_refused(proc, *culprits)
+    assert_refused(proc, *culprits)
     assert not workdir.exists(), f"{case}: the refused run created its workdir"
 
 
 def test_empty_and_unusable_workdirs(tmp_path):
-    _assert_refused(_launch("evolve", MICRO, "--config.workdir="), "config.workdir")
+    assert_refused(_launch("evolve", MICRO, "--config.workdir="), "config.workdir")
     a_file = _case_files(tmp_path)["a_file"]
-    _assert_refused(_launch("evolve", MICRO, f"--config.workdir={a_file}"), "config.workdir", "not a directory")
+    assert_refused(_launch("evolve", MICRO, f"--config.workdir={a_file}"), "config.workdir", "not a directory")
     assert pathlib.Path(a_file).read_text() == "x"
 
 
@@ -141,7 +130,7 @@ def test_a_busy_workdir_is_refused_and_untouched(tmp_path):
     with WorkdirLock(workdir):
         before = _snapshot(workdir)
         proc = _launch("evolve", MICRO, f"--config.workdir={workdir}")
-        _assert_refused(proc, f"in use by pid {os.getpid()}")
+        assert_refused(proc, f"in use by pid {os.getpid()}")
         assert _snapshot(workdir) == before
         with pytest.raises(WorkdirBusy):  # a second flock in the same process is refused too
             WorkdirLock(workdir).acquire()
@@ -176,7 +165,7 @@ def test_a_refused_rerun_changes_nothing(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     before = _snapshot(workdir)
     proc = _launch("evolve", *common, "--config.toy.train_per_band=2")
-    _assert_refused(proc, "toy.train_per_band: 1 -> 2", "problems/manifest.json")
+    assert_refused(proc, "toy.train_per_band: 1 -> 2", "problems/manifest.json")
     assert _snapshot(workdir) == before, "the refused run wrote something (config.json, logs, directories)"
     verbose = _launch("evolve", *common, "--config.toy.train_per_band=2", "--verbose")
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr
@@ -214,7 +203,7 @@ def test_the_console_shows_no_library_info_lines(tmp_path):
     traceback go to the log file only; `--verbose` lets them through to the console."""
     script = _write(tmp_path / "save.py", _ORBAX_SAVE)
     quiet = subprocess.run([sys.executable, str(script), str(tmp_path / "q")], cwd=ROOT, capture_output=True, text=True)
-    _assert_refused(quiet, "later.json")  # nothing else on the console: no INFO line, no traceback
+    assert_refused(quiet, "later.json")  # nothing else on the console: no INFO line, no traceback
     log = (tmp_path / "q" / "logs" / "save.log").read_text()
     assert "checkpoint_manager.py" in log and "saved step 1" in log
     assert "Traceback" in log and "error: no such file: later.json" in log  # the log keeps the traceback
@@ -235,7 +224,7 @@ def test_train_refuses_bad_data_and_model(tmp_path):
         ([f"--data={data}", f"--model={files['no_config']}"], ["--model=", "config.json"]),
     ]
     for args, culprits in cases:
-        _assert_refused(_launch("train", *common, *args), *culprits)
+        assert_refused(_launch("train", *common, *args), *culprits)
     assert not (tmp_path / "wd").exists() and not (tmp_path / "out").exists()
 
 
@@ -246,11 +235,11 @@ def test_inspect_names_the_step_and_file_and_hints_at_checkpoints(tmp_path):
     with Checkpointer(ckpt, async_save=False) as c:
         for step in (1, 2):
             c.save(step, params={"w": np.ones((2, 3), np.float32)}, extra={"step": step})
-    _assert_refused(_launch("inspect", f"--ckpt={tmp_path / 'run'}"), f"--ckpt={ckpt}")
+    assert_refused(_launch("inspect", f"--ckpt={tmp_path / 'run'}"), f"--ckpt={ckpt}")
     meta = ckpt / "2" / "params" / "_METADATA"
     meta.write_bytes(meta.read_bytes()[:20])
-    _assert_refused(_launch("inspect", f"--ckpt={ckpt}"), "step 2", str(meta))
-    _assert_refused(_launch("inspect", f"--ckpt={ckpt}", "--step=7"), "step 7")
+    assert_refused(_launch("inspect", f"--ckpt={ckpt}"), "step 2", str(meta))
+    assert_refused(_launch("inspect", f"--ckpt={ckpt}", "--step=7"), "step 7")
 
 
 def test_a_stage_that_failed_before_any_output_reruns_with_new_inputs(tmp_path):
