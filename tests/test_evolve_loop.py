@@ -29,13 +29,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 MICRO = runpy.run_path(str(ROOT / "configs" / "micro.py"))["get_config"]()
 ROUNDS = MICRO.last_round  # 4: PPM-augmented trees from round 3, round 4 searches its unsolved problems again
 STAGES = ["base"] + [f"round_{r}/{s}" for r in range(1, ROUNDS + 1) for s in ("trees", "data", "sft", "ppm", "eval")]
-# where to kill: a random moment (up to 2 s) after each stage has started, and a moment (up to 0.5 s: it is short)
-# after round 4's second search, of the problems its first search left unsolved, has begun (its log line)
+# where to kill: a random moment (up to 2 s) after a stage has started, and a moment (up to 0.5 s: it is short)
+# after round 4's second search, of the problems its first search left unsolved, has begun (its log line). Every
+# restart recompiles, so not every stage of every round is killed: the base, then each kind of stage in two of the
+# four rounds (alternating: round 1 trees / SFT / eval, round 2 data / PPM, round 3 trees / SFT / eval, round 4
+# data / PPM), every round killed at least twice, round 3's PPM-augmented search and round 4's searches included.
 SECOND_SEARCH = "unsolved problems searched again"
 THIRD_SEARCH = "problems still unsolved, searched once more"  # evolve.unsolved_more_rollouts (micro: one entry)
-KILL_POINTS = [(f"{s}/started.json", 2.0) for s in STAGES]
-KILL_POINTS.insert(STAGES.index(f"round_{ROUNDS}/trees") + 1, ("log:" + SECOND_SEARCH, 0.5))
-KILL_POINTS.insert(STAGES.index(f"round_{ROUNDS}/trees") + 2, ("log:" + THIRD_SEARCH, 0.5))
+KILLED = ["base"] + [
+    f"round_{r}/{s}"
+    for r in range(1, ROUNDS + 1)
+    for i, s in enumerate(("trees", "data", "sft", "ppm", "eval"))
+    if (r + i) % 2
+]
+KILL_POINTS = [(f"{s}/started.json", 2.0) for s in KILLED]
+KILL_POINTS.insert(KILLED.index(f"round_{ROUNDS}/data"), ("log:" + SECOND_SEARCH, 0.5))
+KILL_POINTS.insert(KILLED.index(f"round_{ROUNDS}/data") + 1, ("log:" + THIRD_SEARCH, 0.5))
 ROUND4_FILES = {"trees.jsonl", "trees_unsolved.jsonl", "trees_unsolved_2.jsonl"}
 
 
