@@ -32,6 +32,7 @@ from absl import logging
 
 from rstar_jax import extract
 from rstar_jax.config import SftInit, to_dict
+from rstar_jax.devices import on_mesh
 from rstar_jax.evolve import evaluate as evaluation
 from rstar_jax.evolve import report, report_assets, round_trees
 from rstar_jax.evolve.context import Base, RoundContext, previous, round_context
@@ -118,7 +119,7 @@ def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: Ba
         files = sorted(p for p in out.iterdir() if p.is_file())
         return {"files": files, "counts": {"examples": int(summary["examples"])}, "metrics": summary}
 
-    return ctx.stages.run(stage_dir, f"round_{r}/{kind.value}", inputs, body)
+    return ctx.stages.run(stage_dir, f"round_{r}/{kind.value}", inputs, body, every_process=True)
 
 
 def train_policy(ctx: RoundContext, r: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -167,10 +168,11 @@ def evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any]
             fixed_search_policy=(lambda: m.policy(round1_sft / "policy", cfg.search.temperature)) if fixed else None,
             fixed_is_own=own,
         )
-        counts = evaluation.evaluate(
-            problems, models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader, out_dir=eval_dir,
-            full=full,
-        )  # fmt: skip
+        with on_mesh(ctx.search_mesh):  # process 0 alone evaluates, on its own devices
+            counts = evaluation.evaluate(
+                problems, models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader, out_dir=eval_dir,
+                full=full,
+            )  # fmt: skip
         files = sorted(p for p in eval_dir.glob("*.json") if p.stem in evaluation.METHODS)
         return {"files": files, "counts": {"problems": len(problems)}, "metrics": counts}
 
