@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
 __all__ = ["BARRIER_TIMEOUT_S", "barrier", "gathered", "is_leader", "shard_path", "shard_paths", "share"]
@@ -67,5 +68,12 @@ def shard_paths(path: Path) -> list[Path]:
 
 
 def gathered(tree: Any) -> Any:
-    """Every array of `tree` whole, as numpy, on every process (a collective: every process must call it)."""
-    return multihost_utils.process_allgather(tree, tiled=True)
+    """Every array of `tree` whole, as numpy, on every process (a collective for arrays spanning processes: every
+    process must call it). An array on this process's devices alone is already whole: it is copied as it is."""
+
+    def whole(a: Any) -> np.ndarray:
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(jax.device_get(a))
+
+    return jax.tree.map(whole, tree)

@@ -27,7 +27,7 @@ from tests.test_train import CONFIG, EOS, encode, sft_records, small_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [f"round_{r}/{s}" for r in (1, 2) for s in ("trees", "data", "sft", "ppm", "eval")]
-SMALL = [  # configs/micro.py, rounds 1-2 on 6 + 3 problems, batches of 8 rows (the mesh's 8 devices)
+SMALL = [  # configs/micro.py, rounds 1-2 on 6 + 3 problems, batches of 8 rows (the mesh has 8 devices)
     "--config=configs/micro.py",
     "--config.last_round=2",
     "--config.mesh.fsdp=-1",
@@ -37,7 +37,9 @@ SMALL = [  # configs/micro.py, rounds 1-2 on 6 + 3 problems, batches of 8 rows (
     "--config.evolve.eval_problems=1",
     "--config.evolve.full_eval_rounds=()",
     *(f"--config.{s}.batch_size=8" for s in ("pretrain", "sft", "ppm")),
-    *(f"--config.{s}.steps=2" for s in ("sft", "ppm")),
+    "--config.toy_model.read_per_band=0",  # no reading pretraining: the scratch base is its initialisation
+    "--config.sft.steps=3",  # step 1 warms up at learning rate 0: the losses of steps 2-3 follow updates
+    "--config.ppm.steps=2",
 ]
 
 
@@ -122,7 +124,7 @@ def test_killed_process_resumes_its_share_and_the_trees_equal_one_process(runs):
 def test_two_processes_train_like_one_process_with_eight_devices(runs):
     one, two = (runs[k] / "round_1" / "sft" / "run" for k in ("one", "two"))
     losses = [[json.loads(x)["loss"] for x in _lines(w / "metrics.jsonl")] for w in (two, one)]
-    assert len(losses[0]) == len(losses[1]) == 2
+    assert len(losses[0]) == len(losses[1]) == 3 and losses[1][2] != losses[1][0]
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)
     steps = [sorted(p.name for p in (w / "checkpoints").iterdir() if p.name.isdigit()) for w in (two, one)]
     assert steps[0] == steps[1] and steps[0]

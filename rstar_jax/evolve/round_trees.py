@@ -67,8 +67,7 @@ def _cold(*models: Any) -> None:
 def _search_shared(ctx: RoundContext, problems: list[Problem], path: Path, **search: Any) -> list[dict[str, Any]]:
     """Searches this process's share of `problems` into its shard of `path`, then (process 0) merges every shard
     into `path` in the order of `problems`; returns the merged records (module docstring)."""
-    with on_mesh(ctx.search_mesh):
-        run_search(processes.share(problems), processes.shard_path(path), **search)
+    run_search(processes.share(problems), processes.shard_path(path), **search)
     processes.barrier(f"{path}:searched")
     if processes.is_leader():
         by_id = {x["id"]: x for f in processes.shard_paths(path) if f.exists() for x in read_records(f)}
@@ -110,6 +109,10 @@ def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
         inputs["ppm"] = digest(previous(ctx, r, "ppm")[1])
 
     def body() -> dict[str, Any]:
+        with on_mesh(ctx.search_mesh):  # models, KV pools and rows on this process's devices
+            return searched()
+
+    def searched() -> dict[str, Any]:
         if r == 1:
             policy = bootstrap_policy(cfg, ctx.train, ctx.models)
         else:

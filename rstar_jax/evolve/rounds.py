@@ -37,7 +37,7 @@ from rstar_jax.evolve import evaluate as evaluation
 from rstar_jax.evolve import report, report_assets, round_trees
 from rstar_jax.evolve.context import Base, RoundContext, previous, round_context
 from rstar_jax.evolve.round_trees import search_trees
-from rstar_jax.evolve.stages import digest
+from rstar_jax.evolve.stages import digest, train_inputs
 from rstar_jax.search import read_records
 from rstar_jax.train import Kind, fit
 from rstar_jax.workdir import RunDir, write_json
@@ -100,7 +100,7 @@ def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: Ba
     stage_dir = rd.sft if kind is Kind.SFT else rd.ppm
     train_cfg = cfg.sft if kind is Kind.SFT else cfg.ppm
     source = "sft.json" if kind is Kind.SFT else "pairs.json"
-    inputs = {"data": digest(data), "init": init[1], "train": to_dict(train_cfg), "kind": kind.value}
+    inputs = {"data": digest(data), "init": init[1], "train": train_inputs(train_cfg), "kind": kind.value}
 
     def body() -> dict[str, Any]:
         records = json.loads((rd.data / source).read_text(encoding="utf-8"))

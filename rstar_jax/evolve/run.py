@@ -43,7 +43,7 @@ from absl import logging
 from rstar_jax import processes
 from rstar_jax.config import SCRATCH_BASE, RunConfig, to_dict
 from rstar_jax.evolve.inputs import Splits, check_benchmarks, preflight, prepare_problems
-from rstar_jax.evolve.stages import StageRefused, Stages, digest
+from rstar_jax.evolve.stages import StageRefused, Stages, digest, train_inputs
 from rstar_jax.evolve.verify import verify_toy_solutions
 from rstar_jax.workdir import (
     LOG_FILE_ONLY,
@@ -164,7 +164,7 @@ def _base_model(
     model_dir = stage_dir / "model"
     inputs = {"problems": problems_digest, "toy_model": to_dict(cfg.toy_model), "seed": cfg.seed}
     if cfg.toy_model.read_per_band:
-        inputs["pretrain"] = to_dict(cfg.pretrain)
+        inputs["pretrain"] = train_inputs(cfg.pretrain)
 
     def body() -> dict[str, Any]:
         files, metrics = write_toy_base(cfg, splits.train, splits.test, model_dir, stage_dir / "pretrain", mesh)

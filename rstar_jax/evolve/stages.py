@@ -46,10 +46,19 @@ from typing import Any
 from absl import logging
 
 from rstar_jax import processes
-from rstar_jax.config import RunConfig, TrainConfig
+from rstar_jax.config import RunConfig, TrainConfig, to_dict
 from rstar_jax.workdir import file_sha256, write_json
 
-__all__ = ["StageDiverged", "StageOutputs", "StageRefused", "Stages", "diff_inputs", "digest", "plain_inputs"]
+__all__ = [
+    "StageDiverged",
+    "StageOutputs",
+    "StageRefused",
+    "Stages",
+    "diff_inputs",
+    "digest",
+    "plain_inputs",
+    "train_inputs",
+]
 
 StageOutputs = dict[str, Any]
 MANIFEST = "manifest.json"
@@ -92,6 +101,12 @@ def digest(outputs: StageOutputs) -> str:
     """A fingerprint of a finished stage's outputs (file checksums and counts)."""
     payload = json.dumps({"files": outputs.get("files", {}), "counts": outputs.get("counts", {})}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def train_inputs(cfg: TrainConfig) -> dict[str, Any]:
+    """A training section as a stage's inputs: every setting that changes what is trained; `remat` (the same
+    values, recomputed) is left out, so switching it on resumes a finished or half-done stage."""
+    return {k: v for k, v in to_dict(cfg).items() if k != "remat"}
 
 
 def plain_inputs(value: Any) -> Any:

@@ -93,9 +93,9 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(clip, optax.adamw(schedule, weight_decay=cfg.weight_decay))
 
 
-def _graphdef(model: nnx.Module, dtype: str) -> Any:
-    """The graph of `model` rebuilt with `param_dtype=dtype` (activations follow the params' dtype)."""
-    cls, config = type(model), model.config.replace(param_dtype=dtype)
+def _graphdef(model: nnx.Module, dtype: str, remat: bool = False) -> Any:
+    """The graph of `model` rebuilt with `param_dtype=dtype` (activations follow the params' dtype) and `remat`."""
+    cls, config = type(model), model.config.replace(param_dtype=dtype, remat=remat)
     return nnx.graphdef(nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(0))))
 
 
@@ -192,7 +192,7 @@ def train(
     mesh = mesh or make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
     os.makedirs(workdir, exist_ok=True)
     dtype = jnp.dtype(cfg.compute_dtype)
-    compute_graph, master_graph = _graphdef(model, cfg.compute_dtype), _graphdef(model, "float32")
+    compute_graph, master_graph = _graphdef(model, cfg.compute_dtype, cfg.remat), _graphdef(model, "float32")
     tx = make_optimizer(cfg)
     A, B = cfg.accum_steps, cfg.batch_size
     param_sh = nnx.to_pure_dict(state_shardings(nnx.state(model), mesh))
