@@ -15,8 +15,9 @@ Where the figures come from: parameters, gradients, moments and the KV pool are 
 `nnx.eval_shape` of the model, its `NamedSharding`s from the logical-axis rules on `mesh`, and each buffer's
 per-device shard shape (`sharding.shard_shape`). Activations and sampling temporaries are analytical estimates (the
 formulas below), not XLA's memory analysis of the compiled steps; they follow the decoder as written: attention
-scores are materialised ([B, N, T, T] fp32) and the layer scan saves every layer's residuals (no
-rematerialisation), so `batch_size` (rows per micro-batch) is the knob that trades activations for `accum_steps`.
+scores are materialised ([B, N, T, T] fp32) and the layer scan saves every layer's residuals unless `train.remat`
+recomputes them, so `batch_size` (rows per micro-batch) and `train.remat` are the knobs that trade activations for
+`accum_steps` or compute.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def _train_activations(c: ModelConfig, cfg: TrainConfig, mesh: Mesh, pairs: bool
     r = rows per device (batch_size, x 2 for pairs, over data x fsdp), T = max_length, t = tensor, b = compute
     bytes. Per layer and token: b x (4D + (3NH + 2KH) / t + 4F / t) residuals, projections and MLP, plus the
     attention's fp32 scores and their compute-dtype probabilities N / t x T x (4 + b); then the embeddings
-    r T D b and, for the LM loss, three fp32 copies of the logits r T V / t.
+    r T D b and, for the LM loss, three fp32 copies of the logits r T V / t. With `cfg.remat` the layers keep only
+    their inputs (b x D per layer and token) plus one layer's worth, recomputed in the backward pass.
     """
     shards = mesh.shape["data"] * mesh.shape["fsdp"]
     t = mesh.shape["tensor"]
@@ -82,7 +84,8 @@ def _train_activations(c: ModelConfig, cfg: TrainConfig, mesh: Mesh, pairs: bool
     T, b = cfg.max_length, np.dtype(cfg.compute_dtype.value).itemsize
     D, F, N, K, H = c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim
     per_token = b * (4 * D + (3 * N * H + 2 * K * H) / t + 4 * F / t) + N / t * T * (4 + b)
-    layers = c.num_layers * r * T * per_token
+    # `train.remat`: the scan keeps only each layer's input [r, T, D]; the backward pass recomputes one layer at a time
+    layers = (c.num_layers * b * D + per_token) * r * T if cfg.remat else c.num_layers * r * T * per_token
     logits = 0 if pairs else 3 * r * T * c.vocab_size / t * 4
     return int(layers + r * T * D * b + logits)
 

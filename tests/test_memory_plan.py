@@ -42,6 +42,18 @@ def test_the_papers_7b_recipe_fits_eight_80gb_devices():
     assert too_big[0].total > 80 * GB  # on one device it does not fit
 
 
+def test_remat_keeps_only_each_layers_input():
+    cfg = round_config(2)
+    mesh = run_mesh(MeshSetup(fsdp=8))
+    plain = memory_plan(cfg, QWEN25_MATH_7B, mesh)[0].lines[-1].bytes
+    cfg.sft.remat = True
+    remat = memory_plan(cfg, QWEN25_MATH_7B, mesh)[0].lines[-1].bytes
+    c, s = QWEN25_MATH_7B, cfg.sft
+    rows, b = s.batch_size // 8, 2  # bf16 compute
+    saved = c.num_layers * rows * s.max_length * c.hidden_size * b  # the layers' inputs
+    assert saved < remat < plain / 4  # the inputs of 28 layers plus one layer's worth, not 28 layers' worth
+
+
 def test_launch_plan_prints_the_table_without_weights():
     cmd = [sys.executable, "-m", "launch.plan", "--config=configs/round2.py", "--config.compile_cache="]
     cmd += ["--config.model.base=qwen2.5-math-1.5b", "--config.mesh.fsdp=8", "--hbm_gb=80"]
