@@ -166,8 +166,8 @@ def _model_dims(cfg: RunConfig) -> tuple[str, dict[str, int]]:
 
 def check_fits(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
     """ConfigError, naming both keys, when a mesh axis of `shape` (data, fsdp, tensor) does not divide a dimension
-    it shards: the base model's heads, kv_heads, hidden, intermediate and vocab sizes, or a training section's
-    `batch_size` (split over data x fsdp)."""
+    it shards: the base model's heads, kv_heads, hidden, intermediate and vocab sizes, or the `batch_size` (split
+    over data x fsdp) of `sft`, `ppm` and, when the scratch base is pretrained, `pretrain`."""
     sizes = dict(zip(_KEYS, shape, strict=True))
     where, dims = _model_dims(cfg)
     for name, key, axes in _MODEL_DIMS:
@@ -177,7 +177,8 @@ def check_fits(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
             shown = f"{where}.{name}" if where.startswith("config.") else f"{key} in {where}"
             raise ConfigError(f"{axis} does not divide model {name}: {shown} = {dims[name]}")
     rows = sizes["data"] * sizes["fsdp"]
-    for section in ("pretrain", "sft", "ppm"):
+    pretrains = cfg.model.base == SCRATCH_BASE and cfg.toy_model.read_per_band > 0  # the scratch base's reading
+    for section in ("pretrain", "sft", "ppm") if pretrains else ("sft", "ppm"):
         batch = getattr(cfg, section).batch_size
         if batch % rows:
             raise ConfigError(

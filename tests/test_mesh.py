@@ -154,6 +154,8 @@ def test_a_mesh_that_divides_every_dimension_passes_and_an_hf_base_is_read_from_
     cfg = runpy.run_path(str(ROOT / "configs" / "micro.py"))["get_config"]()
     cfg.toy_model.kv_heads = 2
     check_fits(cfg, (1, 2, 2))  # micro: heads 2, kv 2, hidden 32, mlp 64, vocab 384, batches of 4
+    cfg.toy_model.read_per_band, cfg.pretrain.batch_size = 0, 3
+    check_fits(cfg, (1, 2, 2))  # no reading pretraining: config.pretrain is not used
     cfg.model.base = str(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"num_attention_heads": 12, "hidden_size": 768}))
     with pytest.raises(ConfigError, match=r"config.mesh.tensor=8 does not divide model heads: num_attention_heads in"):
