@@ -84,7 +84,7 @@ def runs(tmp_path_factory):
     first = _start_two(two, "first")
     shard = two / "round_2" / "trees" / "trees.shard-00001-of-00002.jsonl"
     while not _lines(shard) and first[1].poll() is None:
-        time.sleep(0.1)
+        time.sleep(0.02)
     first[1].send_signal(signal.SIGKILL)  # process 1, in the middle of its share of round 2's search
     first[1].wait()
     killed_at = len(_lines(shard))
@@ -128,6 +128,32 @@ def test_two_processes_train_like_one_process_with_eight_devices(runs):
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6)
     steps = [sorted(p.name for p in (w / "checkpoints").iterdir() if p.name.isdigit()) for w in (two, one)]
     assert steps[0] == steps[1] and steps[0]
+
+
+def test_shares_partition_the_problems_and_name_their_shards(monkeypatch, tmp_path):
+    import jax
+
+    from rstar_jax import processes
+
+    items, n = list(range(7)), 3
+    monkeypatch.setattr(jax, "process_count", lambda: n)
+    shares = []
+    for p in range(n):
+        monkeypatch.setattr(jax, "process_index", lambda p=p: p)
+        shares.append(processes.share(items))
+        assert processes.shard_path(tmp_path / "trees.jsonl").name == f"trees.shard-0000{p}-of-00003.jsonl"
+        assert processes.is_leader() == (p == 0)
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    assert [x.name for x in processes.shard_paths(tmp_path / "t.jsonl")] == [
+        f"t.shard-0000{p}-of-00003.jsonl" for p in range(3)
+    ]
+    monkeypatch.setattr(jax, "process_count", lambda: 1)
+    monkeypatch.setattr(jax, "process_index", lambda: 0)
+    assert (
+        processes.share(items) == items
+        and processes.shard_path(tmp_path / "t.jsonl").name == "t.shard-00000-of-00001.jsonl"
+    )
+    processes.barrier("one process: returns at once")
 
 
 def test_preemption_saves_the_step_and_the_same_call_resumes_to_the_same_result(tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ resumable; `evolve.run.evolve` calls them in that order, after the base model's 
 Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`, see `stages`):
 
     trees/     trees.jsonl: one MCTS tree per training problem; round 4 adds trees_unsolved.jsonl (and
-               trees_unsolved_<k>.jsonl for the k-th search of `evolve.unsolved_more_rollouts`)
+               trees_unsolved_<k>.jsonl for the k-th search of `evolve.unsolved_more_rollouts`); each merged from
+               the processes' shards, trees.shard-<p>-of-<n>.jsonl (`round_trees`; one process: one shard)
     data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A); with
                `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve
     sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl, TensorBoard events)

@@ -132,6 +132,8 @@ def _claimed_workdir(cfg: RunConfig) -> Iterator[RunDir]:
         try:
             yield run_dir
         except StageRefused:
+            if not processes.is_leader():  # every process is refused alike; process 0 puts the workdir back
+                raise
             if previous_config is None:
                 config_path.unlink(missing_ok=True)
             else:
