@@ -36,6 +36,7 @@ __all__ = [
     "initialize_kwargs",
     "mesh_shape",
     "on_mesh",
+    "process_mesh",
     "run_mesh",
 ]
 
@@ -138,6 +139,18 @@ def run_mesh(setup: MeshSetup, devices: Sequence[Any] | None = None) -> Mesh:
             )
         devices = devices[:1]
     return make_mesh(MeshConfig(*shape), devices)
+
+
+def process_mesh(mesh: Mesh) -> Mesh:
+    """This process's part of `mesh` (its own devices, the same axes; `mesh` itself for one process): where its
+    searches run. ConfigError when the process's devices do not form a block of the mesh."""
+    try:
+        return mesh.local_mesh
+    except (ValueError, AssertionError) as err:
+        raise ConfigError(
+            f"config.mesh = {dict(mesh.shape)}: process {jax.process_index()}'s devices are not one block of the mesh "
+            f"({err}); make config.mesh.data (the outer axis) a multiple of the {jax.process_count()} processes"
+        ) from err
 
 
 # (what the model config calls it, its name in an HF config.json, the mesh axes the sharding rules shard it over)

@@ -16,6 +16,7 @@ from jax.sharding import Mesh
 
 from rstar_jax.config import RunConfig
 from rstar_jax.data import Problem
+from rstar_jax.devices import process_mesh
 from rstar_jax.evolve.inputs import Splits
 from rstar_jax.evolve.model_cache import ModelCache
 from rstar_jax.evolve.stages import Stages
@@ -49,7 +50,7 @@ class RoundContext:
     def search_mesh(self) -> Mesh:
         """Where this process's searches run and their models load: its own devices of the run's mesh (the whole
         mesh for one process). Processes search different problems, so no search may span another's devices."""
-        return self.mesh.local_mesh
+        return process_mesh(self.mesh)
 
 
 Base = tuple[Path, str]  # a model to start from: its HF directory and its fingerprint
@@ -75,7 +76,7 @@ def round_context(
             executor=executor,
             grader=ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction),
             stages=stages,
-            models=ModelCache(cfg, mesh.local_mesh),
+            models=ModelCache(cfg, process_mesh(mesh)),
             mesh=mesh,
         )
 
