@@ -3,7 +3,8 @@
 One module fixture runs rounds 1-2 of a shrunken configs/micro.py three ways: one process with 8 devices (the
 reference), and two processes of 4 devices each through `jax.distributed` (`devices.initialize`) whose process 1
 is killed with SIGKILL in the middle of its share of round 2's search, then both are rerun to the end. The tests
-compare: the trees (as sets of records) and every manifest's counts; the round-1 SFT losses and checkpoint steps
+compare: the trees (as sets of records), the greedy evaluation (each process evaluates its share of the held-out
+problems, process 0 merges) and every manifest's counts; the round-1 SFT losses and checkpoint steps
 (training on one fsdp=8 mesh over both processes' devices, process-local batch rows, orbax's multi-host
 checkpoints); the shards each process wrote. The preemption test trains in this process.
 """
@@ -34,7 +35,7 @@ SMALL = [  # configs/micro.py, rounds 1-2 on 6 + 3 problems, batches of 8 rows (
     "--config.toy.train_per_band=2",
     "--config.toy.test_per_band=1",
     "--config.search.batch_problems=1",
-    "--config.evolve.eval_problems=1",
+    "--config.evolve.eval_problems=2",  # greedy only: one held-out problem per process
     "--config.evolve.full_eval_rounds=()",
     *(f"--config.{s}.batch_size=8" for s in ("pretrain", "sft", "ppm")),
     "--config.toy_model.read_per_band=0",  # no reading pretraining: the scratch base is its initialisation
@@ -115,6 +116,11 @@ def test_killed_process_resumes_its_share_and_the_trees_equal_one_process(runs):
         assert ids == [order[0::2], order[1::2]]  # positions p, p + 2, ... of the training split
     for stage in ("problems", "base", *STAGES):
         assert _manifest(two, stage)["outputs"]["counts"] == _manifest(one, stage)["outputs"]["counts"], stage
+    for r in (1, 2):  # each process evaluated its share; process 0 merged them into the one-process file
+        greedy = [json.loads((w / f"round_{r}" / "eval" / "greedy.json").read_text()) for w in (one, two)]
+        assert len(greedy[0]) == 2 and greedy[1] == greedy[0]
+        part = two / f"round_{r}" / "eval" / "part.shard-00001-of-00002" / "greedy.json"
+        assert [x["id"] for x in json.loads(part.read_text())] == [greedy[0][1]["id"]]
     assert _manifest(two, "round_2/trees")["attempts"] == 2
     assert not (two / "logs" / "evolve.process-00000.log").exists()
     assert (two / "logs" / "evolve.process-00001.log").exists()

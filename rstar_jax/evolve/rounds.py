@@ -16,7 +16,7 @@ Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`
                `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve
     sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl, TensorBoard events)
     ppm/       model/ (HF *ForSequenceClassification with the value head), run/
-    eval/      one JSON of predictions per method, MCTS tree files
+    eval/      one JSON of predictions per method, MCTS tree files (merged from the processes' part.shard-* dirs)
     report/    round_<r>.{md,json,png}, round_<r>_training.png (loss curves), tree viewer pages (*.html)
 
 The trees stage and who searches in which round: `round_trees`; what the stages share: `context`. The cumulative
@@ -31,7 +31,7 @@ from typing import Any
 
 from absl import logging
 
-from rstar_jax import extract
+from rstar_jax import extract, processes
 from rstar_jax.config import SftInit, to_dict
 from rstar_jax.devices import on_mesh
 from rstar_jax.evolve import evaluate as evaluation
@@ -169,15 +169,19 @@ def evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any]
             fixed_search_policy=(lambda: m.policy(round1_sft / "policy", cfg.search.temperature)) if fixed else None,
             fixed_is_own=own,
         )
-        with on_mesh(ctx.search_mesh):  # process 0 alone evaluates, on its own devices
-            counts = evaluation.evaluate(
-                problems, models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader, out_dir=eval_dir,
-                full=full,
+        with on_mesh(ctx.search_mesh):  # each process its share of the problems, on its own devices
+            evaluation.evaluate(
+                processes.share(problems), models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader,
+                out_dir=processes.shard_path(eval_dir / "part"), full=full,
             )  # fmt: skip
+        processes.barrier(f"{eval_dir}:evaluated")
+        if not processes.is_leader():
+            return {}
+        counts = evaluation.merge_parts(problems, processes.shard_paths(eval_dir / "part"), eval_dir)
         files = sorted(p for p in eval_dir.glob("*.json") if p.stem in evaluation.METHODS)
         return {"files": files, "counts": {"problems": len(problems)}, "metrics": counts}
 
-    return ctx.stages.run(eval_dir, f"round_{r}/evaluate", inputs, body)
+    return ctx.stages.run(eval_dir, f"round_{r}/evaluate", inputs, body, every_process=True)
 
 
 def round_report(
