@@ -16,8 +16,9 @@ A summary goes to `<workdir>/report.json`; the rounds' report to `<workdir>/repo
 
 With several processes (`jax.distributed`, `devices.initialize`) every process runs `evolve` alike: process 0
 holds the workdir's lock and writes every shared file (manifests, problems, extracted data, exported models,
-evaluations, reports, `report.json`); the trees and training stages run on every process (`evolve.stages`), the
-others on process 0 while the rest wait at a barrier (`processes`). Processes other than 0 log to
+evaluations, reports, `report.json`); the trees, training and evaluate stages run on every process
+(`evolve.stages`; trees and evaluation split the problems), the others on process 0 while the rest wait at a
+barrier (`processes`). Processes other than 0 log to
 `logs/evolve.process-<i>.log`.
 
 The base model: on the toy domain the committed toy base (`rstar_jax/toy/base`, checked against the sha256 of its

@@ -19,9 +19,9 @@ A stage owns one directory. `run`:
 
 With several processes (`jax.distributed`) every process calls `run` for every stage in the same order; process 0
 alone writes `started.json`, clears directories and writes the manifest, with barriers between (`processes`).
-`body` runs on process 0 only (extraction, evaluation), or with `every_process` on all of them (training on the
-run's mesh; the trees stage, each process searching its share of the problems); the others then read the outputs
-from the manifest process 0 wrote.
+`body` runs on process 0 only (problems, extraction), or with `every_process` on all of them (training on the
+run's mesh; the trees and evaluate stages, each process taking its share of the problems); the others then read
+the outputs from the manifest process 0 wrote.
 
 A training stage whose loss or gradient turns non-finite raises `StageDiverged`, naming the stage, the step and
 the config key to lower (`config.sft.learning_rate` for `round_<r>/sft`); non-finite parameters are never saved
