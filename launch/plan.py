@@ -4,8 +4,10 @@ Prints the per-device memory of a run's SFT, PPM training and search (parameters
 the configured batch and length, the KV pool) and each total against `--hbm_gb`, before any money is spent. No
 weights are read: `model.base` is an HF directory (only its config.json) or a named published shape
 (`rstar_jax.models.shapes.ModelShape`: qwen2.5-math-1.5b, qwen2.5-math-7b), and the mesh is built on fake CPU
-devices of the configured count. Which figures are exact buffer counts and which are estimates:
-`rstar_jax.memory_plan`.
+devices of the configured count. The training phases are XLA's memory analysis of the compiled train step
+(`--xla`, the default; XLA:CPU's compile on the fake devices, so fusion may differ from the GPU / TPU compiler's),
+falling back to an exact buffer count plus an activation estimate where that step does not compile (or with
+`--noxla`); the table's last column says which figure is which (`rstar_jax.memory_plan`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rstar_jax import cli
 
 _CONFIG = cli.define_config_flag()
 _HBM = flags.DEFINE_float("hbm_gb", 80.0, "memory of one device in GB (80 for H100, 32 for TPU v4, 16 for v5e)")
+_XLA = flags.DEFINE_bool("xla", True, "training phases from XLA's memory analysis of the compiled step (else counted)")
 _DEVICES = flags.DEFINE_integer("devices", 0, "devices of the planned run; 0 = the product of config.mesh's sizes")
 
 
@@ -49,7 +52,7 @@ def main(argv: list[str]) -> None:
         raise cli.UsageExit(f"config.model.base = {base!r}: give an HF directory with a config.json or one of {shapes}")
     mesh = run_mesh(cfg.mesh, jax.devices()[:n])
     title = f"{what} on {n} devices, mesh {dict(mesh.shape)}"
-    print(format_plan(memory_plan(cfg, config, mesh), _HBM.value, title))
+    print(format_plan(memory_plan(cfg, config, mesh, compiled=_XLA.value), _HBM.value, title))
 
 
 if __name__ == "__main__":

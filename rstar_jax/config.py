@@ -163,6 +163,9 @@ class TrainConfig:
     compute_dtype: DType = _field(
         DType.BFLOAT16, "activation / matmul dtype: 'bfloat16' or 'float32' (params stay fp32)"
     )
+    remat: bool = _field(
+        False, "recompute each decoder layer in the backward pass (jax.checkpoint): less memory, ~1/3 more compute"
+    )
     eval_every: int = _field(0, "evaluate on the held-out split every N steps; 0 = only at the end", ge=0)
     eval_fraction: float = _field(0.05, "held-out fraction of the examples", ge=0.0, le=0.5)
     save_every: int = _field(100, "checkpoint every N steps (and at the end)", ge=1)

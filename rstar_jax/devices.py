@@ -14,9 +14,11 @@ is a `ConfigError` naming the key and the device count.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -24,10 +26,19 @@ from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
-from rstar_jax.config import ConfigError, DistributedConfig, MeshSetup
+from rstar_jax.config import SCRATCH_BASE, ConfigError, DistributedConfig, MeshSetup, RunConfig
 from rstar_jax.models.sharding import LOGICAL_AXIS_RULES, MeshConfig, make_mesh
 
-__all__ = ["cluster_detected", "initialize", "initialize_kwargs", "mesh_shape", "on_mesh", "run_mesh"]
+__all__ = [
+    "check_fits",
+    "cluster_detected",
+    "initialize",
+    "initialize_kwargs",
+    "mesh_shape",
+    "on_mesh",
+    "process_mesh",
+    "run_mesh",
+]
 
 _KEYS = ("data", "fsdp", "tensor")
 
@@ -128,6 +139,65 @@ def run_mesh(setup: MeshSetup, devices: Sequence[Any] | None = None) -> Mesh:
             )
         devices = devices[:1]
     return make_mesh(MeshConfig(*shape), devices)
+
+
+def process_mesh(mesh: Mesh) -> Mesh:
+    """This process's part of `mesh` (its own devices, the same axes; `mesh` itself for one process): where its
+    searches run. ConfigError when the process's devices do not form a block of the mesh."""
+    try:
+        return mesh.local_mesh
+    except (ValueError, AssertionError) as err:
+        raise ConfigError(
+            f"config.mesh = {dict(mesh.shape)}: process {jax.process_index()}'s devices are not one block of the mesh "
+            f"({err}); make config.mesh.data (the outer axis) a multiple of the {jax.process_count()} processes"
+        ) from err
+
+
+# (what the model config calls it, its name in an HF config.json, the mesh axes the sharding rules shard it over)
+_MODEL_DIMS = (
+    ("heads", "num_attention_heads", ("tensor",)),
+    ("kv_heads", "num_key_value_heads", ("tensor",)),
+    ("hidden", "hidden_size", ("fsdp",)),
+    ("intermediate", "intermediate_size", ("tensor",)),
+    ("vocab", "vocab_size", ("tensor",)),
+)
+
+
+def _model_dims(cfg: RunConfig) -> tuple[str, dict[str, int]]:
+    """(where the run's model shape comes from, {dimension: size}) for the base the rounds train from."""
+    if cfg.model.base == SCRATCH_BASE:
+        return "config.toy_model", {k: getattr(cfg.toy_model, k) for k, _, _ in _MODEL_DIMS}
+    from rstar_jax.toy.base_corpus import BASE_DIR
+
+    path = Path(cfg.model.base or BASE_DIR) / "config.json"
+    if not path.is_file():  # preflight names a missing base; nothing to check here
+        return str(path), {}
+    hf = json.loads(path.read_text(encoding="utf-8"))
+    dims = {k: int(hf[key]) for k, key, _ in _MODEL_DIMS if isinstance(hf.get(key), int)}
+    return f"{path} (config.model.base)", dims
+
+
+def check_fits(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
+    """ConfigError, naming both keys, when a mesh axis of `shape` (data, fsdp, tensor) does not divide a dimension
+    it shards: the base model's heads, kv_heads, hidden, intermediate and vocab sizes, or the `batch_size` (split
+    over data x fsdp) of `sft`, `ppm` and, when the scratch base is pretrained, `pretrain`."""
+    sizes = dict(zip(_KEYS, shape, strict=True))
+    where, dims = _model_dims(cfg)
+    for name, key, axes in _MODEL_DIMS:
+        size = math.prod(sizes[a] for a in axes)
+        if name in dims and dims[name] % size:
+            axis = " x ".join(f"config.mesh.{a}={sizes[a]}" for a in axes)
+            shown = f"{where}.{name}" if where.startswith("config.") else f"{key} in {where}"
+            raise ConfigError(f"{axis} does not divide model {name}: {shown} = {dims[name]}")
+    rows = sizes["data"] * sizes["fsdp"]
+    pretrains = cfg.model.base == SCRATCH_BASE and cfg.toy_model.read_per_band > 0  # the scratch base's reading
+    for section in ("pretrain", "sft", "ppm") if pretrains else ("sft", "ppm"):
+        batch = getattr(cfg, section).batch_size
+        if batch % rows:
+            raise ConfigError(
+                f"config.mesh.data={sizes['data']} x config.mesh.fsdp={sizes['fsdp']} = {rows} devices do not divide "
+                f"config.{section}.batch_size = {batch}: each device takes an equal share of a batch's rows"
+            )
 
 
 @contextlib.contextmanager

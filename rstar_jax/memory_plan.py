@@ -11,12 +11,17 @@ Two phases, each the sum of what lives on one device at its peak:
 - `search` (`rstar_jax.sampling`): the parameters in `model.dtype`, the KV pool [L, pool_slots, K, H] (heads over
   tensor), and the prefill / decode temporaries bounded by `sampling.kv_pool`'s bounds.
 
-Where the figures come from: parameters, gradients, moments and the KV pool are an exact count of the buffers:
+Where the figures come from (the table's last column says which, line by line): with `compiled=True`
+(`launch.plan`'s default) each training phase is XLA's memory analysis of the real jitted train step
+(`train.loop.step_memory`: lowered and compiled on abstract values, nothing allocated; `remat` included):
+arguments, outputs not aliased to the donated state, temporaries. Where that compile fails, and for the search,
+parameters, gradients, moments and the KV pool are an exact count of the buffers:
 `nnx.eval_shape` of the model, its `NamedSharding`s from the logical-axis rules on `mesh`, and each buffer's
 per-device shard shape (`sharding.shard_shape`). Activations and sampling temporaries are analytical estimates (the
 formulas below), not XLA's memory analysis of the compiled steps; they follow the decoder as written: attention
-scores are materialised ([B, N, T, T] fp32) and the layer scan saves every layer's residuals (no
-rematerialisation), so `batch_size` (rows per micro-batch) is the knob that trades activations for `accum_steps`.
+scores are materialised ([B, N, T, T] fp32) and the layer scan saves every layer's residuals unless `train.remat`
+recomputes them, so `batch_size` (rows per micro-batch) and `train.remat` are the knobs that trade activations for
+`accum_steps` or compute.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import math
 
 import jax
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -34,18 +40,21 @@ from rstar_jax.config import RunConfig, TrainConfig
 from rstar_jax.models import ModelConfig
 from rstar_jax.sampling import kv_pool
 
-__all__ = ["Line", "Phase", "format_plan", "memory_plan", "sharded_param_bytes"]
+__all__ = ["ESTIMATE", "EXACT", "XLA", "Line", "Phase", "format_plan", "memory_plan", "sharded_param_bytes"]
 
 GB = 1e9
 
 
+EXACT, ESTIMATE, XLA = "exact buffers", "estimate", "XLA memory analysis"
+
+
 @dataclasses.dataclass(frozen=True)
 class Line:
-    """One buffer class on one device: its bytes and whether they are an exact count or an estimate."""
+    """One buffer class on one device: its bytes and where the figure comes from (`EXACT`, `ESTIMATE`, `XLA`)."""
 
     name: str
     bytes: int
-    exact: bool
+    source: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +83,8 @@ def _train_activations(c: ModelConfig, cfg: TrainConfig, mesh: Mesh, pairs: bool
     r = rows per device (batch_size, x 2 for pairs, over data x fsdp), T = max_length, t = tensor, b = compute
     bytes. Per layer and token: b x (4D + (3NH + 2KH) / t + 4F / t) residuals, projections and MLP, plus the
     attention's fp32 scores and their compute-dtype probabilities N / t x T x (4 + b); then the embeddings
-    r T D b and, for the LM loss, three fp32 copies of the logits r T V / t.
+    r T D b and, for the LM loss, three fp32 copies of the logits r T V / t. With `cfg.remat` the layers keep only
+    their inputs (b x D per layer and token) plus one layer's worth, recomputed in the backward pass.
     """
     shards = mesh.shape["data"] * mesh.shape["fsdp"]
     t = mesh.shape["tensor"]
@@ -82,23 +92,62 @@ def _train_activations(c: ModelConfig, cfg: TrainConfig, mesh: Mesh, pairs: bool
     T, b = cfg.max_length, np.dtype(cfg.compute_dtype.value).itemsize
     D, F, N, K, H = c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim
     per_token = b * (4 * D + (3 * N * H + 2 * K * H) / t + 4 * F / t) + N / t * T * (4 + b)
-    layers = c.num_layers * r * T * per_token
+    # `train.remat`: the scan keeps only each layer's input [r, T, D]; the backward pass recomputes one layer at a time
+    layers = (c.num_layers * b * D + per_token) * r * T if cfg.remat else c.num_layers * r * T * per_token
     logits = 0 if pairs else 3 * r * T * c.vocab_size / t * 4
     return int(layers + r * T * D * b + logits)
 
 
 def _train_phase(name: str, c: ModelConfig, cfg: TrainConfig, mesh: Mesh, pairs: bool) -> Phase:
     fp32 = sharded_param_bytes(c, mesh, "float32")
-    lines = [Line("parameters (fp32 master)", fp32, True)]
+    lines = [Line("parameters (fp32 master)", fp32, EXACT)]
     if cfg.compute_dtype.value != "float32":
-        lines.append(Line(f"parameters ({cfg.compute_dtype.value} compute copy)", fp32 // 2, True))
+        lines.append(Line(f"parameters ({cfg.compute_dtype.value} compute copy)", fp32 // 2, EXACT))
     lines += [
-        Line("gradients (fp32)", fp32, True),
-        Line("optimizer state (AdamW moments, fp32)", 2 * fp32, True),
-        Line(f"activations ({cfg.batch_size} x {cfg.max_length} per micro-batch)", 0, False),
+        Line("gradients (fp32)", fp32, EXACT),
+        Line("optimizer state (AdamW moments, fp32)", 2 * fp32, EXACT),
+        Line(f"activations ({cfg.batch_size} x {cfg.max_length} per micro-batch)", 0, ESTIMATE),
     ]
     lines[-1] = dataclasses.replace(lines[-1], bytes=_train_activations(c, cfg, mesh, pairs))
     return Phase(name, tuple(lines))
+
+
+def _batch_shapes(cfg: TrainConfig, pairs: bool) -> dict[str, jax.ShapeDtypeStruct]:
+    """The `[A, B, ...]` shapes and dtypes of one step's batch (`batches.sft_examples` / `pair_examples`)."""
+    from rstar_jax.train import pair_examples, sft_examples
+
+    one = {"id": "x", "query": "q", "response": "r", "prompt": "p", "pos": "a", "neg": "b"}
+    one |= {"pos_count": 1, "neg_count": 1}
+    ex = (
+        pair_examples([one], lambda t: [1], cfg.max_length)
+        if pairs
+        else sft_examples([one], lambda t: [1], 0, cfg.max_length)
+    )
+    return {
+        k: jax.ShapeDtypeStruct((cfg.accum_steps, cfg.batch_size, *v.shape[1:]), v.dtype) for k, v in ex.arrays.items()
+    }
+
+
+def _compiled_train_phase(name: str, c: ModelConfig, cfg: TrainConfig, mesh: Mesh, pairs: bool) -> Phase:
+    """The training phase from XLA's memory analysis of the compiled train step (`train.loop.step_memory`)."""
+    from rstar_jax.train import bradley_terry_loss, sft_loss
+    from rstar_jax.train.loop import step_memory
+
+    model = nnx.eval_shape(lambda: (models.PPM if pairs else models.Decoder)(c, rngs=nnx.Rngs(0)))
+    loss = bradley_terry_loss if pairs else sft_loss
+    m = step_memory(model, loss, _batch_shapes(cfg, pairs), cfg=cfg, mesh=mesh)
+    return Phase(
+        name,
+        (
+            Line("arguments (fp32 parameters, AdamW moments, batch)", m.argument_size_in_bytes, XLA),
+            Line("outputs not written over the donated arguments", m.output_size_in_bytes - m.alias_size_in_bytes, XLA),
+            Line(
+                f"temporaries (gradients, activations of {cfg.batch_size} x {cfg.max_length})",
+                m.temp_size_in_bytes,
+                XLA,
+            ),
+        ),
+    )
 
 
 def _search_phase(cfg: RunConfig, c: ModelConfig, mesh: Mesh) -> Phase:
@@ -116,20 +165,30 @@ def _search_phase(cfg: RunConfig, c: ModelConfig, mesh: Mesh) -> Phase:
     return Phase(
         "search",
         (
-            Line(f"parameters ({m.dtype.value})", sharded_param_bytes(c, mesh, m.dtype.value), True),
-            Line(f"KV pool ({m.pool_slots} slots)", pool, True),
-            Line("prefill / decode temporaries (bound / devices)", max(prefill, decode) // n, False),
+            Line(f"parameters ({m.dtype.value})", sharded_param_bytes(c, mesh, m.dtype.value), EXACT),
+            Line(f"KV pool ({m.pool_slots} slots)", pool, EXACT),
+            Line("prefill / decode temporaries (bound / devices)", max(prefill, decode) // n, ESTIMATE),
         ),
     )
 
 
-def memory_plan(cfg: RunConfig, c: ModelConfig, mesh: Mesh) -> list[Phase]:
-    """The per-device memory of SFT, PPM training and search for `cfg` with the model shape `c` on `mesh`."""
-    return [
-        _train_phase("sft", c, cfg.sft, mesh, pairs=False),
-        _train_phase("ppm", c, cfg.ppm, mesh, pairs=True),
-        _search_phase(cfg, c, mesh),
-    ]
+def memory_plan(cfg: RunConfig, c: ModelConfig, mesh: Mesh, compiled: bool = False) -> list[Phase]:
+    """The per-device memory of SFT, PPM training and search for `cfg` with the model shape `c` on `mesh`.
+
+    `compiled`: the training phases from XLA's memory analysis of the compiled train step where it compiles (a
+    failure is logged and the phase falls back to the buffer count and estimate); else the count and estimate."""
+    phases = []
+    for name, train_cfg, pairs in (("sft", cfg.sft, False), ("ppm", cfg.ppm, True)):
+        phase = None
+        if compiled:
+            try:
+                phase = _compiled_train_phase(name, c, train_cfg, mesh, pairs)
+            except Exception as err:  # noqa: BLE001 - whatever stops the compile, the count still answers
+                logging.warning(
+                    "memory_plan: the %s train step did not compile (%s); using the buffer count", name, err
+                )
+        phases.append(phase or _train_phase(name, c, train_cfg, mesh, pairs))
+    return [*phases, _search_phase(cfg, c, mesh)]
 
 
 def format_plan(phases: list[Phase], hbm_gb: float, title: str) -> str:
@@ -138,7 +197,7 @@ def format_plan(phases: list[Phase], hbm_gb: float, title: str) -> str:
     for p in phases:
         out.append(f"[{p.name}]")
         for x in p.lines:
-            out.append(f"  {x.name:<54}{x.bytes / GB:>9.2f}  {'exact buffers' if x.exact else 'estimate'}")
+            out.append(f"  {x.name:<54}{x.bytes / GB:>9.2f}  {x.source}")
         verdict = "fits" if p.total <= hbm_gb * GB else "DOES NOT FIT"
         out.append(f"  {'total':<54}{p.total / GB:>9.2f}  of {hbm_gb:g} GB: {verdict}")
     return "\n".join(out)

@@ -42,14 +42,48 @@ def test_the_papers_7b_recipe_fits_eight_80gb_devices():
     assert too_big[0].total > 80 * GB  # on one device it does not fit
 
 
+def test_remat_keeps_only_each_layers_input():
+    cfg = round_config(2)
+    mesh = run_mesh(MeshSetup(fsdp=8))
+    plain = memory_plan(cfg, QWEN25_MATH_7B, mesh)[0].lines[-1].bytes
+    cfg.sft.remat = True
+    remat = memory_plan(cfg, QWEN25_MATH_7B, mesh)[0].lines[-1].bytes
+    c, s = QWEN25_MATH_7B, cfg.sft
+    rows, b = s.batch_size // 8, 2  # bf16 compute
+    saved = c.num_layers * rows * s.max_length * c.hidden_size * b  # the layers' inputs
+    assert saved < remat < plain / 4  # the inputs of 28 layers plus one layer's worth, not 28 layers' worth
+
+
+def test_training_phases_come_from_xla_where_the_step_compiles_else_from_the_count():
+    from rstar_jax import models
+    from rstar_jax.memory_plan import ESTIMATE, EXACT, XLA
+    from rstar_jax.toy.base_corpus import BASE_DIR
+
+    cfg = round_config(2)
+    for section in (cfg.sft, cfg.ppm):
+        section.batch_size, section.accum_steps, section.max_length = 4, 2, 128
+    c = models.load_config(BASE_DIR)
+    mesh = run_mesh(MeshSetup(fsdp=2), jax.devices()[:2])
+    sft, ppm, search = memory_plan(cfg, c, mesh, compiled=True)
+    assert {x.source for x in sft.lines} == {x.source for x in ppm.lines} == {XLA}
+    counted = memory_plan(cfg, c, mesh)[0]
+    state = sum(x.bytes for x in counted.lines[:4] if "compute copy" not in x.name) - counted.lines[2].bytes
+    assert sft.lines[0].bytes >= state  # the step's arguments hold at least the fp32 master and both moments
+    assert sft.total != counted.total
+    cfg.ppm.batch_size = 3  # 2 devices cannot split 3 pairs: the step does not compile, the count answers
+    _, ppm, _ = memory_plan(cfg, c, mesh, compiled=True)
+    assert {x.source for x in ppm.lines} == {EXACT, ESTIMATE}
+
+
 def test_launch_plan_prints_the_table_without_weights():
     cmd = [sys.executable, "-m", "launch.plan", "--config=configs/round2.py", "--config.compile_cache="]
-    cmd += ["--config.model.base=qwen2.5-math-1.5b", "--config.mesh.fsdp=8", "--hbm_gb=80"]
+    cmd += ["--config.model.base=qwen2.5-math-1.5b", "--config.mesh.fsdp=8", "--hbm_gb=80", "--noxla"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
     assert out.returncode == 0, out.stderr
     assert "mesh {'data': 1, 'fsdp': 8, 'tensor': 1}" in out.stdout
     assert "KV pool" in out.stdout and "optimizer state" in out.stdout and "of 80 GB: fits" in out.stdout
-    bad = subprocess.run(cmd[:-3] + ["--config.model.base=nope"], cwd=ROOT, capture_output=True, text=True, env=_env())
+    assert "XLA memory analysis" not in out.stdout
+    bad = subprocess.run(cmd[:-4] + ["--config.model.base=nope"], cwd=ROOT, capture_output=True, text=True, env=_env())
     assert bad.returncode == 2 and "config.model.base = 'nope'" in bad.stderr
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from rstar_jax.config import ConfigError, DistributedConfig, MeshSetup
 from rstar_jax.config_validation import validate
-from rstar_jax.devices import initialize_kwargs, mesh_shape, on_mesh, run_mesh
+from rstar_jax.devices import check_fits, initialize, initialize_kwargs, mesh_shape, on_mesh, run_mesh
 from rstar_jax.evolve.model_cache import ModelCache
 from rstar_jax.evolve.run import evolve
 from rstar_jax.train import Kind, fit
@@ -110,3 +110,62 @@ def test_distributed_settings_resolve_from_flags_or_the_environment():
         initialize_kwargs(DistributedConfig(coordinator="h0:1", num_processes=2, process_id=2), env={})
     with pytest.raises(ConfigError, match=r"config.distributed.num_processes = 4 needs .*coordinator"):
         initialize_kwargs(DistributedConfig(num_processes=4), env={})
+
+
+@pytest.mark.parametrize(
+    "change, shape, match",
+    [
+        (
+            {"toy_model.heads": 8, "toy_model.kv_heads": 8},
+            (1, 1, 3),
+            r"config.mesh.tensor=3 does not divide model heads: config.toy_model.heads = 8",
+        ),
+        ({"toy_model.kv_heads": 1}, (1, 2, 2), r"config.mesh.tensor=2 does not divide model kv_heads: .*= 1"),
+        (
+            {"toy_model.hidden": 36},
+            (1, 8, 1),
+            r"config.mesh.fsdp=8 does not divide model hidden: config.toy_model.hidden = 36",
+        ),
+        (
+            {"toy_model.kv_heads": 2, "toy_model.vocab": 385},
+            (1, 1, 2),
+            r"config.mesh.tensor=2 does not divide model vocab: .*= 385",
+        ),
+        ({"sft.batch_size": 6}, (2, 2, 1), r"= 4 devices do not divide config.sft.batch_size = 6"),
+        (
+            {"pretrain.batch_size": 4},
+            (1, 8, 1),
+            r"config.mesh.fsdp=8 = 8 devices do not divide config.pretrain.batch_size",
+        ),
+    ],
+)
+def test_a_mesh_axis_that_does_not_divide_a_dimension_names_both_keys(change, shape, match):
+    cfg = runpy.run_path(str(ROOT / "configs" / "micro.py"))["get_config"]()
+    for section in ("pretrain", "sft", "ppm"):
+        getattr(cfg, section).batch_size = 8
+    for key, value in change.items():
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, value)
+    with pytest.raises(ConfigError, match=match):
+        check_fits(cfg, shape)
+
+
+def test_a_mesh_that_divides_every_dimension_passes_and_an_hf_base_is_read_from_its_config_json(tmp_path):
+    cfg = runpy.run_path(str(ROOT / "configs" / "micro.py"))["get_config"]()
+    cfg.toy_model.kv_heads = 2
+    check_fits(cfg, (1, 2, 2))  # micro: heads 2, kv 2, hidden 32, mlp 64, vocab 384, batches of 4
+    cfg.toy_model.read_per_band, cfg.pretrain.batch_size = 0, 3
+    check_fits(cfg, (1, 2, 2))  # no reading pretraining: config.pretrain is not used
+    cfg.model.base = str(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"num_attention_heads": 12, "hidden_size": 768}))
+    with pytest.raises(ConfigError, match=r"config.mesh.tensor=8 does not divide model heads: num_attention_heads in"):
+        check_fits(cfg, (1, 1, 8))
+
+
+def test_a_process_count_that_disagrees_with_the_coordinator_names_the_key(monkeypatch):
+    import jax
+
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: None)  # a coordinator that reports 1 process
+    with pytest.raises(ConfigError, match=r"config.distributed.num_processes = 2, but the coordinator h0:1 reports 1"):
+        initialize(DistributedConfig(coordinator="h0:1", num_processes=2, process_id=0))

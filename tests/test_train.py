@@ -202,3 +202,26 @@ def test_a_batch_the_mesh_cannot_split_is_an_error_naming_the_array():
     assert _batch_shardings({"tokens": np.zeros((1, 8, 4), np.int32)}, mesh)["tokens"].spec[1] == ("data", "fsdp")
     with pytest.raises(ValueError, match=r"batch array 'tokens'.*\('act_batch', 6\).*size 4"):
         _batch_shardings({"tokens": np.zeros((1, 6, 4), np.int32)}, mesh)
+
+
+def test_remat_recomputes_the_layers_with_the_same_loss_and_gradients(tmp_path):
+    ex = sft_examples(sft_records(4), encode, EOS, 112)
+    batch = {k: jnp.asarray(v) for k, v in ex.arrays.items()}
+    results, jaxprs = [], []  # jaxprs: the primitives of the layer scan's body
+    for remat in (False, True):
+        model = Decoder(CONFIG.replace(remat=remat), rngs=nnx.Rngs(0))
+        graph, params = nnx.split(model)
+
+        def loss(p, graph=graph):
+            return sft_loss(nnx.merge(graph, p), batch)[0]
+
+        scan = next(e for e in jax.make_jaxpr(loss)(params).jaxpr.eqns if e.primitive.name == "scan")
+        jaxprs.append({e.primitive.name for e in scan.params["jaxpr"].jaxpr.eqns})
+        results.append(jax.value_and_grad(loss)(params))
+    assert "remat2" not in jaxprs[0] and jaxprs[1] == {"remat2"}  # the layer body really is rematerialised
+    np.testing.assert_allclose(float(results[1][0]), float(results[0][0]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1]), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+    _, plain = train(Decoder(CONFIG, rngs=nnx.Rngs(0)), sft_loss, ex, cfg=small_cfg(), workdir=tmp_path / "a")
+    _, remat = train(Decoder(CONFIG, rngs=nnx.Rngs(0)), sft_loss, ex, cfg=small_cfg(remat=True), workdir=tmp_path / "b")
+    np.testing.assert_allclose(remat["loss"], plain["loss"], rtol=1e-6)

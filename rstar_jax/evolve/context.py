@@ -16,6 +16,7 @@ from jax.sharding import Mesh
 
 from rstar_jax.config import RunConfig
 from rstar_jax.data import Problem
+from rstar_jax.devices import process_mesh
 from rstar_jax.evolve.inputs import Splits
 from rstar_jax.evolve.model_cache import ModelCache
 from rstar_jax.evolve.stages import Stages
@@ -45,6 +46,12 @@ class RoundContext:
     models: ModelCache
     mesh: Mesh
 
+    @property
+    def search_mesh(self) -> Mesh:
+        """Where this process's searches run and their models load: its own devices of the run's mesh (the whole
+        mesh for one process). Processes search different problems, so no search may span another's devices."""
+        return process_mesh(self.mesh)
+
 
 Base = tuple[Path, str]  # a model to start from: its HF directory and its fingerprint
 
@@ -54,7 +61,8 @@ def round_context(
     cfg: RunConfig, run_dir: RunDir, splits: Splits, problems_digest: str, stages: Stages, base: Base, mesh: Mesh
 ) -> Iterator[RoundContext]:
     """What the rounds share, with the sandboxed executor's worker pool open until the context exits; `mesh`: the
-    device mesh of every stage (`rstar_jax.devices.run_mesh`)."""
+    device mesh of the training stages (`rstar_jax.devices.run_mesh`); the models of the searches load on this
+    process's part of it (`RoundContext.search_mesh`)."""
     executor = Executor.from_config(cfg.execution)
     with executor:
         yield RoundContext(
@@ -68,7 +76,7 @@ def round_context(
             executor=executor,
             grader=ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction),
             stages=stages,
-            models=ModelCache(cfg, mesh),
+            models=ModelCache(cfg, process_mesh(mesh)),
             mesh=mesh,
         )
 

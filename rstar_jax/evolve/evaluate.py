@@ -17,7 +17,9 @@ Methods (none reads the ground truth; it is used only to grade the final answers
 Each method's predictions go to `<out_dir>/<method>.json` (`[{id, answer, correct, band}]`) as soon as it
 finishes; a rerun after a kill reuses the finished methods. Counts are per band (`problem.extra["band"]`, or
 `all` only) as `{band: {"correct", "total"}}`; `per_problem(out_dir)` reads the files back as
-`{method: {problem_id: correct}}` for the report's paired intervals.
+`{method: {problem_id: correct}}` for the report's paired intervals. With several processes each evaluates its
+share of the problems into a part directory of its own, and `merge_parts` (process 0) joins them, in problem order,
+into the files one process writes.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from rstar_jax.interfaces import Policy, ValueModel
 from rstar_jax.search import Grader, SearchMode, baselines, is_correct, read_records, run_search, sample_trajectories
 from rstar_jax.search.driver import Runner
 from rstar_jax.search.steps import derive_seed
-from rstar_jax.workdir import write_json
+from rstar_jax.workdir import atomic_write_text, write_json
 
-__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate", "per_problem"]
+__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate", "merge_parts", "per_problem"]
 
 METHODS = ("greedy", "majority_vote", "best_of_n", "mcts_ppm", "ppm_fixed_policy")
 Counts = dict[str, dict[str, int]]
@@ -173,6 +175,35 @@ def evaluate(
             fixed = ev._load("ppm_fixed_policy") or ev.mcts("ppm_fixed_policy", models.fixed_search_policy())
             correct["ppm_fixed_policy"] = fixed
     return {m: band_counts(ev.problems, c) for m, c in correct.items()}
+
+
+def merge_parts(problems: Sequence[Problem], parts: Sequence[Path], out_dir: Path) -> dict[str, Counts]:
+    """Merges the processes' evaluations (each part directory: `evaluate`'s files for its share of `problems`)
+    into `out_dir`'s `<method>.json` and `<method>.trees.jsonl`, in the order of `problems`; returns the counts."""
+    order = {p.id: i for i, p in enumerate(problems)}
+    counts: dict[str, Counts] = {}
+    for method in METHODS:
+        files = [d / f"{method}.json" for d in parts if (d / f"{method}.json").exists()]
+        if not files:
+            continue
+        rows = sorted(
+            (r for f in files for r in json.loads(f.read_text(encoding="utf-8"))), key=lambda r: order[r["id"]]
+        )
+        if [r["id"] for r in rows] != [p.id for p in problems]:
+            raise RuntimeError(f"{out_dir}: the processes' {method} predictions do not cover the problems once each")
+        write_json(out_dir / f"{method}.json", rows)
+        counts[method] = band_counts(problems, [bool(r["correct"]) for r in rows])
+        trees = [
+            r
+            for d in parts
+            if (d / f"{method}.trees.jsonl").exists()
+            for r in read_records(d / f"{method}.trees.jsonl")
+        ]
+        if trees:
+            trees.sort(key=lambda r: order[r["id"]])
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in trees)
+            atomic_write_text(out_dir / f"{method}.trees.jsonl", lines)
+    return counts
 
 
 def per_problem(out_dir: str | Path) -> dict[str, dict[str, bool]]:

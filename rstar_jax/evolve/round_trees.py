@@ -8,16 +8,27 @@ round r-1 PPM initialises new children's Q. The last paper round (4) then
 searches the still-unsolved problems again with `evolve.unsolved_rollouts` rollouts and new seeds, then, for each
 entry of `evolve.unsolved_more_rollouts`, the problems still unsolved once more with that many rollouts and new
 seeds (paper: 64 more rollouts, then up to 128). A problem solved by one search is not searched again.
+
+With several processes each searches its share of the problems (`processes.share`: positions p, p + n, ... of the
+training split) into its own shard (`trees.shard-00001-of-00002.jsonl`, resumable per problem like any tree file)
+on its own devices (`RoundContext.search_mesh`); once every shard is complete process 0 merges them, in the
+training split's order, into the `trees.jsonl` a one-process run writes (one process: one shard). Each problem's
+seed derives from the round's seed and its id alone, so the trees do not depend on the process count.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 from absl import logging
 
+from rstar_jax import processes
 from rstar_jax.config import RunConfig, to_dict
+from rstar_jax.data import Problem
+from rstar_jax.devices import on_mesh
 from rstar_jax.evolve import evaluate as evaluation
 from rstar_jax.evolve.context import RoundContext, previous
 from rstar_jax.evolve.model_cache import bootstrap_identity, bootstrap_policy, bootstrap_prompt
@@ -25,6 +36,7 @@ from rstar_jax.evolve.stages import digest
 from rstar_jax.search import SearchMode, read_records, run_search
 from rstar_jax.search.prompts import FewShotPrompt, sft_prompt
 from rstar_jax.search.steps import derive_seed
+from rstar_jax.workdir import atomic_write_text
 
 __all__ = ["UNSOLVED_ROUND", "covered", "search_trees", "solved"]
 
@@ -50,6 +62,21 @@ def _cold(*models: Any) -> None:
     for model in models:
         if hasattr(model, "clear_cache"):
             model.clear_cache()
+
+
+def _search_shared(ctx: RoundContext, problems: list[Problem], path: Path, **search: Any) -> list[dict[str, Any]]:
+    """Searches this process's share of `problems` into its shard of `path`, then (process 0) merges every shard
+    into `path` in the order of `problems`; returns the merged records (module docstring)."""
+    run_search(processes.share(problems), processes.shard_path(path), **search)
+    processes.barrier(f"{path}:searched")
+    if processes.is_leader():
+        by_id = {x["id"]: x for f in processes.shard_paths(path) if f.exists() for x in read_records(f)}
+        missing = [p.id for p in problems if p.id not in by_id]
+        if missing:
+            raise RuntimeError(f"{path}: the shards lack {len(missing)} problems after the search: {missing[:5]}")
+        atomic_write_text(path, "".join(json.dumps(by_id[p.id], ensure_ascii=False) + "\n" for p in problems))
+    processes.barrier(f"{path}:merged")
+    return read_records(path)
 
 
 def _coverage(ctx: RoundContext, solved_ids: set[str]) -> dict[str, dict[str, int]]:
@@ -82,6 +109,10 @@ def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
         inputs["ppm"] = digest(previous(ctx, r, "ppm")[1])
 
     def body() -> dict[str, Any]:
+        with on_mesh(ctx.search_mesh):  # models, KV pools and rows on this process's devices
+            return searched()
+
+    def searched() -> dict[str, Any]:
         if r == 1:
             policy = bootstrap_policy(cfg, ctx.train, ctx.models)
         else:
@@ -93,8 +124,8 @@ def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
         search_cfg = dataclasses.replace(cfg.search, rollouts=rollouts)
         seed = derive_seed("round", cfg.seed, r)
         _cold(policy, ppm)
-        run_search(ctx.train, path, cfg=search_cfg, run_seed=seed, progress=cfg.progress_bars, **common)
-        records = list(read_records(path))
+        progress = cfg.progress_bars
+        records = _search_shared(ctx, ctx.train, path, cfg=search_cfg, run_seed=seed, progress=progress, **common)
         files = [path]
         for k, tier_rollouts in enumerate(tiers):
             unsolved = [p for p in ctx.train if p.id not in {x["id"] for x in records if solved(x)}]
@@ -111,8 +142,9 @@ def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
                 extra_seed = derive_seed("round-unsolved", cfg.seed, r, k + 1)
             extra_cfg = dataclasses.replace(cfg.search, rollouts=tier_rollouts)
             _cold(policy, ppm)
-            run_search(unsolved, extra, cfg=extra_cfg, run_seed=extra_seed, progress=cfg.progress_bars, **common)
-            records += list(read_records(extra))
+            records += _search_shared(
+                ctx, unsolved, extra, cfg=extra_cfg, run_seed=extra_seed, progress=cfg.progress_bars, **common
+            )
             files.append(extra)
         solved_ids = {x["id"] for x in records if solved(x)}
         return {
@@ -121,7 +153,7 @@ def search_trees(ctx: RoundContext, r: int) -> dict[str, Any]:
             "metrics": {"coverage": _coverage(ctx, solved_ids)},
         }
 
-    return ctx.stages.run(rd.trees, f"round_{r}/trees", inputs, body)
+    return ctx.stages.run(rd.trees, f"round_{r}/trees", inputs, body, every_process=True)
 
 
 def covered(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, bool]:

@@ -10,12 +10,13 @@ resumable; `evolve.run.evolve` calls them in that order, after the base model's 
 Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`, see `stages`):
 
     trees/     trees.jsonl: one MCTS tree per training problem; round 4 adds trees_unsolved.jsonl (and
-               trees_unsolved_<k>.jsonl for the k-th search of `evolve.unsolved_more_rollouts`)
+               trees_unsolved_<k>.jsonl for the k-th search of `evolve.unsolved_more_rollouts`); each merged from
+               the processes' shards, trees.shard-<p>-of-<n>.jsonl (`round_trees`; one process: one shard)
     data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A); with
                `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve
     sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl, TensorBoard events)
     ppm/       model/ (HF *ForSequenceClassification with the value head), run/
-    eval/      one JSON of predictions per method, MCTS tree files
+    eval/      one JSON of predictions per method, MCTS tree files (merged from the processes' part.shard-* dirs)
     report/    round_<r>.{md,json,png}, round_<r>_training.png (loss curves), tree viewer pages (*.html)
 
 The trees stage and who searches in which round: `round_trees`; what the stages share: `context`. The cumulative
@@ -30,13 +31,14 @@ from typing import Any
 
 from absl import logging
 
-from rstar_jax import extract
+from rstar_jax import extract, processes
 from rstar_jax.config import SftInit, to_dict
+from rstar_jax.devices import on_mesh
 from rstar_jax.evolve import evaluate as evaluation
 from rstar_jax.evolve import report, report_assets, round_trees
 from rstar_jax.evolve.context import Base, RoundContext, previous, round_context
 from rstar_jax.evolve.round_trees import search_trees
-from rstar_jax.evolve.stages import digest
+from rstar_jax.evolve.stages import digest, train_inputs
 from rstar_jax.search import read_records
 from rstar_jax.train import Kind, fit
 from rstar_jax.workdir import RunDir, write_json
@@ -99,7 +101,7 @@ def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: Ba
     stage_dir = rd.sft if kind is Kind.SFT else rd.ppm
     train_cfg = cfg.sft if kind is Kind.SFT else cfg.ppm
     source = "sft.json" if kind is Kind.SFT else "pairs.json"
-    inputs = {"data": digest(data), "init": init[1], "train": to_dict(train_cfg), "kind": kind.value}
+    inputs = {"data": digest(data), "init": init[1], "train": train_inputs(train_cfg), "kind": kind.value}
 
     def body() -> dict[str, Any]:
         records = json.loads((rd.data / source).read_text(encoding="utf-8"))
@@ -118,7 +120,7 @@ def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: Ba
         files = sorted(p for p in out.iterdir() if p.is_file())
         return {"files": files, "counts": {"examples": int(summary["examples"])}, "metrics": summary}
 
-    return ctx.stages.run(stage_dir, f"round_{r}/{kind.value}", inputs, body)
+    return ctx.stages.run(stage_dir, f"round_{r}/{kind.value}", inputs, body, every_process=True)
 
 
 def train_policy(ctx: RoundContext, r: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -167,14 +169,19 @@ def evaluate(ctx: RoundContext, r: int, sft: dict[str, Any], ppm: dict[str, Any]
             fixed_search_policy=(lambda: m.policy(round1_sft / "policy", cfg.search.temperature)) if fixed else None,
             fixed_is_own=own,
         )
-        counts = evaluation.evaluate(
-            problems, models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader, out_dir=eval_dir,
-            full=full,
-        )  # fmt: skip
+        with on_mesh(ctx.search_mesh):  # each process its share of the problems, on its own devices
+            evaluation.evaluate(
+                processes.share(problems), models=models, cfg=cfg, executor=ctx.executor, grader=ctx.grader,
+                out_dir=processes.shard_path(eval_dir / "part"), full=full,
+            )  # fmt: skip
+        processes.barrier(f"{eval_dir}:evaluated")
+        if not processes.is_leader():
+            return {}
+        counts = evaluation.merge_parts(problems, processes.shard_paths(eval_dir / "part"), eval_dir)
         files = sorted(p for p in eval_dir.glob("*.json") if p.stem in evaluation.METHODS)
         return {"files": files, "counts": {"problems": len(problems)}, "metrics": counts}
 
-    return ctx.stages.run(eval_dir, f"round_{r}/evaluate", inputs, body)
+    return ctx.stages.run(eval_dir, f"round_{r}/evaluate", inputs, body, every_process=True)
 
 
 def round_report(

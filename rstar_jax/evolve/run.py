@@ -14,6 +14,13 @@
    load sharded by their logical axes, KV pools and batches follow theirs, SFT and PPM train on the same mesh.
 A summary goes to `<workdir>/report.json`; the rounds' report to `<workdir>/report/report.md`.
 
+With several processes (`jax.distributed`, `devices.initialize`) every process runs `evolve` alike: process 0
+holds the workdir's lock and writes every shared file (manifests, problems, extracted data, exported models,
+evaluations, reports, `report.json`); the trees, training and evaluate stages run on every process
+(`evolve.stages`; trees and evaluation split the problems), the others on process 0 while the rest wait at a
+barrier (`processes`). Processes other than 0 log to
+`logs/evolve.process-<i>.log`.
+
 The base model: on the toy domain the committed toy base (`rstar_jax/toy/base`, checked against the sha256 of its
 manifest), or with `model.base=scratch` a stage of its own (`<workdir>/base/`): a BPE tokenizer trained on the
 training split and a from-scratch tiny decoder; on real data `model.base` (an HF directory, fingerprinted by
@@ -31,11 +38,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jax
 from absl import logging
 
+from rstar_jax import processes
 from rstar_jax.config import SCRATCH_BASE, RunConfig, to_dict
 from rstar_jax.evolve.inputs import Splits, check_benchmarks, preflight, prepare_problems
-from rstar_jax.evolve.stages import StageRefused, Stages, digest
+from rstar_jax.evolve.stages import StageRefused, Stages, digest, train_inputs
 from rstar_jax.evolve.verify import verify_toy_solutions
 from rstar_jax.workdir import (
     LOG_FILE_ONLY,
@@ -60,21 +69,23 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
     with _claimed_workdir(cfg) as run_dir:
         stages = Stages(force=cfg.evolve.force)
         splits, problems = prepare_problems(cfg, run_dir, stages, loaded)
-        write_json(run_dir.root / "config.json", to_dict(cfg))
+        if processes.is_leader():
+            write_json(run_dir.root / "config.json", to_dict(cfg))
         summary: dict[str, Any] = {
             "workdir": str(run_dir.root),
             "problems": {"train": len(splits.train), "test": len(splits.test)},
             "benchmarks": check_benchmarks(cfg),
         }
-        if not cfg.data.train_file:
+        if not cfg.data.train_file and processes.is_leader():
             summary["verify"] = verify_toy_solutions(cfg, splits.train + splits.test)
         if cfg.run_rounds:
-            from rstar_jax.devices import on_mesh, run_mesh  # models, devices and the sampling engine load only
-            from rstar_jax.evolve import rounds  # when rounds run
+            from rstar_jax.devices import check_fits, on_mesh, run_mesh  # models, devices and the sampling engine
+            from rstar_jax.evolve import rounds  # load only when rounds run
 
             mesh = run_mesh(cfg.mesh)  # every stage of the rounds runs on it (1 x 1 x 1: one device)
+            check_fits(cfg, tuple(mesh.shape[k] for k in ("data", "fsdp", "tensor")))
             problems_digest = digest(problems)
-            base = _base_model(cfg, run_dir, splits, stages, problems_digest)
+            base = _base_model(cfg, run_dir, splits, stages, problems_digest, mesh)
             summary["rounds"] = {}
             with (
                 on_mesh(mesh),
@@ -87,16 +98,21 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
                     sft = rounds.train_policy(ctx, r, data)
                     ppm = rounds.train_ppm(ctx, r, data, sft)
                     ev = rounds.evaluate(ctx, r, sft, ppm)
-                    metrics = rounds.round_report(ctx, r, trees, data, ppm, ev)
-                    summary["rounds"][str(r)] = {"system": metrics["system"], "coverage": metrics["coverage"]}
+                    if processes.is_leader():
+                        metrics = rounds.round_report(ctx, r, trees, data, ppm, ev)
+                        summary["rounds"][str(r)] = {"system": metrics["system"], "coverage": metrics["coverage"]}
                     rd = run_dir.round(r)  # the models the next round may use stay loaded
                     ctx.models.retain([rd.sft / "policy", rd.ppm / "model", run_dir.round(1).sft / "policy"])
-            rounds.cumulative_report(run_dir)
+            if processes.is_leader():
+                rounds.cumulative_report(run_dir)
             if stages.redone:
                 logging.warning("stages redone because their inputs or files changed: %s", stages.redone)
             logging.info("config: %s", json.dumps(to_dict(cfg.evolve)), extra=LOG_FILE_ONLY)
             summary["report"] = str(run_dir.root / "report" / "report.md")
-        write_json(run_dir.root / "report.json", summary)
+        if processes.is_leader():
+            write_json(run_dir.root / "report.json", summary)
+        processes.barrier("evolve:summary")
+        summary = json.loads((run_dir.root / "report.json").read_text(encoding="utf-8"))  # process 0's, on every one
         logging.info("summary: %s", json.dumps(summary), extra=LOG_FILE_ONLY)
     return summary
 
@@ -107,15 +123,18 @@ def _claimed_workdir(cfg: RunConfig) -> Iterator[RunDir]:
     root = Path(cfg.workdir).expanduser().resolve()
     rounds = range(cfg.first_round, cfg.last_round + 1)
     made = RunDir(root).missing_dirs(rounds)
-    with WorkdirLock(root):
+    with WorkdirLock(root) if processes.is_leader() else contextlib.nullcontext():  # the run's, held by process 0
         run_dir = RunDir.create(root, rounds)
-        log_path = setup_logging(run_dir.logs, PROGRAM)
+        program = PROGRAM if processes.is_leader() else f"{PROGRAM}.process-{jax.process_index():05d}"
+        log_path = setup_logging(run_dir.logs, program)
         logging.info("workdir %s, log %s", run_dir.root, log_path)
         config_path = run_dir.root / "config.json"
         previous_config = config_path.read_bytes() if config_path.is_file() else None
         try:
             yield run_dir
         except StageRefused:
+            if not processes.is_leader():  # every process is refused alike; process 0 puts the workdir back
+                raise
             if previous_config is None:
                 config_path.unlink(missing_ok=True)
             else:
@@ -127,10 +146,10 @@ def _claimed_workdir(cfg: RunConfig) -> Iterator[RunDir]:
 
 
 def _base_model(
-    cfg: RunConfig, run_dir: RunDir, splits: Splits, stages: Stages, problems_digest: str
+    cfg: RunConfig, run_dir: RunDir, splits: Splits, stages: Stages, problems_digest: str, mesh: Any
 ) -> tuple[Path, str]:
-    """Stage `base` (with `model.base=scratch`), or the given base: its HF directory and fingerprint (module
-    docstring)."""
+    """Stage `base` (with `model.base=scratch`, pretrained on `mesh` by every process), or the given base: its HF
+    directory and fingerprint (module docstring)."""
     if not cfg.model.base and not cfg.data.train_file:
         from rstar_jax.toy.base_build import check_base
         from rstar_jax.toy.base_corpus import BASE_DIR
@@ -148,12 +167,12 @@ def _base_model(
     model_dir = stage_dir / "model"
     inputs = {"problems": problems_digest, "toy_model": to_dict(cfg.toy_model), "seed": cfg.seed}
     if cfg.toy_model.read_per_band:
-        inputs["pretrain"] = to_dict(cfg.pretrain)
+        inputs["pretrain"] = train_inputs(cfg.pretrain)
 
     def body() -> dict[str, Any]:
-        files, metrics = write_toy_base(cfg, splits.train, splits.test, model_dir, stage_dir / "pretrain")
+        files, metrics = write_toy_base(cfg, splits.train, splits.test, model_dir, stage_dir / "pretrain", mesh)
         counts = {"train_problems": len(splits.train), "reading_documents": int(metrics.pop("documents", 0))}
         return {"files": files, "counts": counts, "metrics": metrics}
 
-    outputs = stages.run(stage_dir, "base", inputs, body)
+    outputs = stages.run(stage_dir, "base", inputs, body, every_process=True)
     return model_dir, digest(outputs)

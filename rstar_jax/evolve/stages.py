@@ -17,6 +17,12 @@ A stage owns one directory. `run`:
    the manifest (inputs, output files with sha256 and size, counts, metrics, attempts, seconds of the last
    attempt) is written last, atomically: it is the commit marker.
 
+With several processes (`jax.distributed`) every process calls `run` for every stage in the same order; process 0
+alone writes `started.json`, clears directories and writes the manifest, with barriers between (`processes`).
+`body` runs on process 0 only (problems, extraction), or with `every_process` on all of them (training on the
+run's mesh; the trees and evaluate stages, each process taking its share of the problems); the others then read
+the outputs from the manifest process 0 wrote.
+
 A training stage whose loss or gradient turns non-finite raises `StageDiverged`, naming the stage, the step and
 the config key to lower (`config.sft.learning_rate` for `round_<r>/sft`); non-finite parameters are never saved
 (`Checkpointer.save` refuses them), so a rerun never resumes from a diverged step.
@@ -39,10 +45,20 @@ from typing import Any
 
 from absl import logging
 
-from rstar_jax.config import RunConfig, TrainConfig
+from rstar_jax import processes
+from rstar_jax.config import RunConfig, TrainConfig, to_dict
 from rstar_jax.workdir import file_sha256, write_json
 
-__all__ = ["StageDiverged", "StageOutputs", "StageRefused", "Stages", "diff_inputs", "digest", "plain_inputs"]
+__all__ = [
+    "StageDiverged",
+    "StageOutputs",
+    "StageRefused",
+    "Stages",
+    "diff_inputs",
+    "digest",
+    "plain_inputs",
+    "train_inputs",
+]
 
 StageOutputs = dict[str, Any]
 MANIFEST = "manifest.json"
@@ -87,6 +103,12 @@ def digest(outputs: StageOutputs) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def train_inputs(cfg: TrainConfig) -> dict[str, Any]:
+    """A training section as a stage's inputs: every setting that changes what is trained; `remat` (the same
+    values, recomputed) is left out, so switching it on resumes a finished or half-done stage."""
+    return {k: v for k, v in to_dict(cfg).items() if k != "remat"}
+
+
 def plain_inputs(value: Any) -> Any:
     """Inputs as they will read back from JSON (tuples become lists), so comparisons are exact."""
     return json.loads(json.dumps(value, sort_keys=True))
@@ -119,13 +141,9 @@ class Stages:
         logging.warning("%s: %s; clearing the stage and running it again", stage_dir, why)
         shutil.rmtree(stage_dir, ignore_errors=True)
         stage_dir.mkdir(parents=True, exist_ok=True)
-        self.redone.append(str(stage_dir))
 
-    def run(self, stage_dir: Path, name: str, inputs: dict[str, Any], body: Callable[[], StageOutputs]) -> StageOutputs:
-        """Runs (or skips, or resumes) one stage; returns its outputs (module docstring)."""
-        stage_dir = Path(stage_dir)
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        inputs = plain_inputs(inputs)
+    def _check(self, stage_dir: Path, name: str, inputs: dict[str, Any]) -> tuple[StageOutputs | None, str]:
+        """Reads the stage's state, writing nothing: (the finished outputs, '') or (None, why to clear it or '')."""
         manifest_path, started_path = stage_dir / MANIFEST, stage_dir / STARTED
         if manifest_path.exists():
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -139,9 +157,9 @@ class Stages:
             if not changed and not bad:
                 logging.info("%s: finished earlier (%s), skipping", name, manifest["outputs"].get("counts", {}))
                 self.timings[name] = float(manifest.get("seconds", 0.0))
-                return manifest["outputs"]
-            self._clear(stage_dir, f"inputs changed ({'; '.join(changed)})" if changed else f"files changed: {bad}")
-        elif started_path.exists():
+                return manifest["outputs"], ""
+            return None, f"inputs changed ({'; '.join(changed)})" if changed else f"files changed: {bad}"
+        if started_path.exists():
             started = json.loads(started_path.read_text(encoding="utf-8"))
             changed = diff_inputs(started["inputs"], inputs)
             discardable = started.get("diverged") or not _did_work(stage_dir)
@@ -152,32 +170,67 @@ class Stages:
                 )
             if changed:
                 why = "diverged" if started.get("diverged") else "left no output" if discardable else "was forced"
-                self._clear(stage_dir, f"the unfinished attempt {why}; inputs changed ({'; '.join(changed)})")
-        previous = json.loads(started_path.read_text(encoding="utf-8")) if started_path.exists() else None
+                return None, f"the unfinished attempt {why}; inputs changed ({'; '.join(changed)})"
+        return None, ""
+
+    def run(
+        self,
+        stage_dir: Path,
+        name: str,
+        inputs: dict[str, Any],
+        body: Callable[[], StageOutputs],
+        *,
+        every_process: bool = False,
+    ) -> StageOutputs:
+        """Runs (or skips, or resumes) one stage; returns its outputs (module docstring).
+
+        With several processes, every process reads the stage's state, then process 0 alone clears the directory,
+        writes `started.json` and the manifest; `body` runs on process 0 only, or on every process with
+        `every_process` (training on the run's mesh, the search's shares); the others wait at a barrier after it
+        and return the outputs process 0 recorded."""
+        stage_dir = Path(stage_dir)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        inputs = plain_inputs(inputs)
+        manifest_path, started_path = stage_dir / MANIFEST, stage_dir / STARTED
+        finished, clear = self._check(stage_dir, name, inputs)
+        previous = None if clear or not started_path.exists() else json.loads(started_path.read_text("utf-8"))
+        processes.barrier(f"{name}:checked")  # nobody reads the state after process 0 starts changing it
+        if finished is not None:
+            return finished
         attempt = previous["attempt"] + 1 if previous else 1
         if previous:
             logging.info("%s: resuming an unfinished attempt (attempt %d)", name, attempt)
         started = {"inputs": inputs, "attempt": attempt, "started_at": time.time()}
-        write_json(started_path, started)
+        if clear:
+            self.redone.append(str(stage_dir))
+        if processes.is_leader():
+            if clear:
+                self._clear(stage_dir, clear)
+            write_json(started_path, started)
+        processes.barrier(f"{name}:started")
         start = time.perf_counter()
+        result: StageOutputs = {}
         try:
-            result = body()
+            if every_process or processes.is_leader():
+                result = body()
         except FloatingPointError as err:  # train.NonFiniteError; Checkpointer.save's refusal of non-finite params
-            write_json(started_path, started | {"diverged": str(err)})
+            if processes.is_leader():
+                write_json(started_path, started | {"diverged": str(err)})
             raise StageDiverged(
                 f"stage {name} diverged: {err}; lower {_learning_rate_key(name)} and rerun (the diverged attempt "
                 "is discarded, no force needed)"
             ) from err
         seconds = time.perf_counter() - start
-        files = {}
-        for path in result.get("files", []):
-            path = Path(path)
-            files[str(path.relative_to(stage_dir))] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-        outputs = {"files": files, "counts": result.get("counts", {}), "metrics": result.get("metrics", {})}
-        write_json(
-            manifest_path,
-            {"stage": name, "inputs": inputs, "outputs": outputs, "attempts": attempt, "seconds": seconds},
-        )
+        if processes.is_leader():
+            files = {}
+            for path in result.get("files", []):
+                path = Path(path)
+                files[str(path.relative_to(stage_dir))] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+            outputs = {"files": files, "counts": result.get("counts", {}), "metrics": result.get("metrics", {})}
+            manifest = {"stage": name, "inputs": inputs, "outputs": outputs, "attempts": attempt, "seconds": seconds}
+            write_json(manifest_path, manifest)
+        processes.barrier(f"{name}:done")
+        outputs = json.loads(manifest_path.read_text(encoding="utf-8"))["outputs"]
         self.timings[name] = seconds
         logging.info("%s: done in %.1f s (%s)", name, seconds, outputs["counts"])
         return outputs

@@ -78,6 +78,7 @@ class ModelConfig:
     rope_scaling: LongRope | Llama3Rope | None = None
     sliding_window: int | None = None
     param_dtype: str = "float32"
+    remat: bool = False  # recompute each layer's activations in the backward pass (`jax.checkpoint`); training only
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None

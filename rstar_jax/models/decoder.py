@@ -131,8 +131,11 @@ class Trunk(nnx.Module):
 
         # The whole cache rides in the scan carry and each layer writes its slice in place, so a decode step
         # touches only the new tokens' slots instead of rebuilding [L, B, S, K, H].
+        # `config.remat`: the backward pass recomputes each layer from its input instead of keeping its
+        # activations (memory O(L) residuals instead of every intermediate; the same values).
         kv_in = None if cache is None else (cache.k, cache.v)
-        (x, kv_out), _ = jax.lax.scan(body, (x, kv_in), (layer_params, jnp.arange(c.num_layers)))
+        step = jax.checkpoint(body) if c.remat else body
+        (x, kv_out), _ = jax.lax.scan(step, (x, kv_in), (layer_params, jnp.arange(c.num_layers)))
         hidden = _rms_norm(x, self.final_norm[...], c.rms_norm_eps)
         if cache is None:
             return hidden, None

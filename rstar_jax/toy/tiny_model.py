@@ -26,6 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flax import nnx
+
+from rstar_jax import processes
 from rstar_jax.config import RunConfig, ToyModelConfig
 from rstar_jax.data import Problem
 from rstar_jax.models import Decoder, ModelConfig, init_model, save_decoder
@@ -143,11 +146,17 @@ def write_tiny_model(
 
 
 def write_toy_base(
-    cfg: RunConfig, train: Sequence[Problem], test: Sequence[Problem], out_dir: Path, work_dir: Path
+    cfg: RunConfig,
+    train: Sequence[Problem],
+    test: Sequence[Problem],
+    out_dir: Path,
+    work_dir: Path,
+    mesh: Any = None,
 ) -> tuple[list[Path], dict[str, float]]:
     """Trains the toy BPE tokenizer on `train` and saves it with a tiny decoder, from scratch or reading-pretrained
-    (module docstring; the pretraining checkpoints in `work_dir` make a killed run resume). Returns the files and
-    the pretraining's final metrics (empty without it)."""
+    (module docstring; the pretraining checkpoints in `work_dir` make a killed run resume) on `mesh` (default: one
+    device). Every process of a run calls it; process 0 writes the model. Returns the files and the pretraining's
+    final metrics (empty without it)."""
     from rstar_jax.toy.tokenizer import train_toy_tokenizer
 
     m = cfg.toy_model
@@ -168,8 +177,18 @@ def write_toy_base(
         examples = reading_examples(docs, encode, int(tokenizer.eos_token_id), cfg.pretrain.max_length)
         fit_ex, held = split_by_problem(examples, cfg.pretrain.eval_fraction, cfg.pretrain.seed)
         model, metrics = train_loop(
-            model, sft_loss, fit_ex, cfg=cfg.pretrain, workdir=work_dir, eval_examples=held, progress=cfg.progress_bars
+            model,
+            sft_loss,
+            fit_ex,
+            cfg=cfg.pretrain,
+            workdir=work_dir,
+            eval_examples=held,
+            mesh=mesh,
+            progress=cfg.progress_bars,
         )
         metrics["documents"] = float(len(examples))
-    write_tiny_model(out_dir, tokenizer, config, seed=cfg.seed, model=model)
+    nnx.update(model, processes.gathered(nnx.state(model)))  # whole arrays on every process
+    if processes.is_leader():
+        write_tiny_model(out_dir, tokenizer, config, seed=cfg.seed, model=model)
+    processes.barrier(f"{out_dir}:written")
     return sorted(p for p in out_dir.iterdir() if p.is_file()), metrics

@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from rstar_jax import models
+from rstar_jax import models, processes
 from rstar_jax.config import TrainConfig
 from rstar_jax.train.batches import Examples, pair_examples, sft_examples, value_examples
 from rstar_jax.train.export import TOKENIZER_DIR
@@ -72,15 +72,19 @@ def _eos_id(config: models.ModelConfig, model_dir: Any) -> int:
 
 
 def _export(kind: Kind, model: Any, tokenizer: Any, out: Path) -> None:
-    """Writes the HF directory through a temporary sibling and a rename (never a half-written `out`)."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if kind is Kind.SFT:
-        models.save_decoder(model, tmp, tokenizer=tokenizer)
-    else:
-        models.save_ppm(model, tmp, tokenizer=tokenizer)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    """Writes the HF directory through a temporary sibling and a rename (never a half-written `out`); with several
+    processes every one gathers the parameters, process 0 writes, the others wait until it has."""
+    nnx.update(model, processes.gathered(nnx.state(model)))  # whole arrays on every process (the mesh may span many)
+    if processes.is_leader():
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if kind is Kind.SFT:
+            models.save_decoder(model, tmp, tokenizer=tokenizer)
+        else:
+            models.save_ppm(model, tmp, tokenizer=tokenizer)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    processes.barrier(f"{out}:exported")
 
 
 def fit(
@@ -115,7 +119,8 @@ def fit(
     if not records and not allow_empty:
         raise ValueError(f"rstar_jax/train/fit.py: no {kind.value} records to train on (workdir {workdir})")
     policy, tokenizer = load_policy(init_dir, mesh)
-    tokenizer.save_pretrained(str(Path(workdir) / TOKENIZER_DIR))  # the run's own: `train.export` reads it
+    if processes.is_leader():
+        tokenizer.save_pretrained(str(Path(workdir) / TOKENIZER_DIR))  # the run's own: `train.export` reads it
     if not records:
         logging.warning("rstar_jax/train: no %s records; exporting the initial model untrained to %s", kind, out_dir)
         model = policy if kind is Kind.SFT else models.PPM.from_policy(policy, nnx.Rngs(cfg.seed))

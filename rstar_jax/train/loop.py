@@ -93,9 +93,9 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(clip, optax.adamw(schedule, weight_decay=cfg.weight_decay))
 
 
-def _graphdef(model: nnx.Module, dtype: str) -> Any:
-    """The graph of `model` rebuilt with `param_dtype=dtype` (activations follow the params' dtype)."""
-    cls, config = type(model), model.config.replace(param_dtype=dtype)
+def _graphdef(model: nnx.Module, dtype: str, remat: bool = False) -> Any:
+    """The graph of `model` rebuilt with `param_dtype=dtype` (activations follow the params' dtype) and `remat`."""
+    cls, config = type(model), model.config.replace(param_dtype=dtype, remat=remat)
     return nnx.graphdef(nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(0))))
 
 
@@ -149,6 +149,35 @@ def _step_fn(
     return step
 
 
+def _jit_step(
+    graphdef: Any, loss_fn: LossFn, tx: optax.GradientTransformation, cfg: TrainConfig, state_sh: Any, replicated: Any
+) -> Any:
+    """The jitted optimizer step of `train` (and of `step_memory`): state donated, out shardings explicit."""
+    step = _step_fn(graphdef, loss_fn, tx, learning_rate_schedule(cfg), jnp.dtype(cfg.compute_dtype))
+    return jax.jit(step, donate_argnums=0, out_shardings=(state_sh, replicated))
+
+
+def step_memory(model: nnx.Module, loss_fn: LossFn, batch: dict[str, Any], *, cfg: TrainConfig, mesh: Mesh) -> Any:
+    """XLA's memory analysis (`compiled.memory_analysis()`: per-device argument, output, alias and temp bytes) of
+    `train`'s jitted step for `model` on `mesh` with one batch of the `[A, B, ...]` shapes and dtypes of `batch`
+    (anything with `.shape` and `.dtype`). `model` may be abstract (`nnx.eval_shape`): the step is lowered and
+    compiled on abstract values, never run, so nothing is allocated."""
+    tx = make_optimizer(cfg)
+    param_sh = nnx.to_pure_dict(state_shardings(nnx.state(model), mesh))
+    shapes = nnx.to_pure_dict(nnx.state(model))
+    params = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, jnp.float32, sharding=sh), shapes, param_sh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    compute_graph = _graphdef(model, cfg.compute_dtype, cfg.remat)
+    with jax.set_mesh(mesh):
+        opt_state = jax.jit(tx.init).eval_shape(params)
+        state_sh = TrainState(param_sh, jax.tree.map(lambda x: x.sharding, opt_state), replicated)
+        state = TrainState(params, opt_state, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
+        batch_sh = _batch_shardings(batch, mesh)
+        arrays = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh[k]) for k, v in batch.items()}
+        step = _jit_step(compute_graph, loss_fn, tx, cfg, state_sh, replicated)
+        return step.lower(state, arrays).compile().memory_analysis()
+
+
 def _eval_fn(graphdef: Any, loss_fn: LossFn, dtype: Any) -> Callable:
     def evaluate(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         compute = jax.tree.map(lambda p: p.astype(dtype), params)
@@ -192,7 +221,7 @@ def train(
     mesh = mesh or make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
     os.makedirs(workdir, exist_ok=True)
     dtype = jnp.dtype(cfg.compute_dtype)
-    compute_graph, master_graph = _graphdef(model, cfg.compute_dtype), _graphdef(model, "float32")
+    compute_graph, master_graph = _graphdef(model, cfg.compute_dtype, cfg.remat), _graphdef(model, "float32")
     tx = make_optimizer(cfg)
     A, B = cfg.accum_steps, cfg.batch_size
     param_sh = nnx.to_pure_dict(state_shardings(nnx.state(model), mesh))
@@ -205,11 +234,7 @@ def train(
     state = TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), replicated))
     # One jitted step: it retraces per batch length (bucket); the state arrives with `state_sh`, the batch with
     # `_batch_shardings`, and leaves with `state_sh` again.
-    step_jit = jax.jit(
-        _step_fn(compute_graph, loss_fn, tx, learning_rate_schedule(cfg), dtype),
-        donate_argnums=0,
-        out_shardings=(state_sh, replicated),
-    )
+    step_jit = _jit_step(compute_graph, loss_fn, tx, cfg, state_sh, replicated)
 
     eval_jit = jax.jit(_eval_fn(compute_graph, loss_fn, dtype), out_shardings=replicated)
 
