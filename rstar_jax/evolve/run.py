@@ -63,7 +63,8 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
         write_json(run_dir.root / "config.json", to_dict(cfg))
         summary: dict[str, Any] = {
             "workdir": str(run_dir.root),
-            "problems": {"train": len(splits.train), "test": len(splits.test)},
+            "problems": {"train": len(splits.train), "test": len(splits.test)}
+            | {k: v for k, v in problems["counts"].items() if k == "dropped_overlap"},
             "benchmarks": check_benchmarks(cfg),
         }
         if not cfg.data.train_file:
