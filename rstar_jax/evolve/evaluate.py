@@ -37,7 +37,7 @@ from rstar_jax.search.driver import Runner
 from rstar_jax.search.steps import derive_seed
 from rstar_jax.workdir import write_json
 
-__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate", "per_problem"]
+__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate", "guided_mcts", "per_problem"]
 
 METHODS = ("greedy", "majority_vote", "best_of_n", "mcts_ppm", "ppm_fixed_policy")
 Counts = dict[str, dict[str, int]]
@@ -173,6 +173,25 @@ def evaluate(
             fixed = ev._load("ppm_fixed_policy") or ev.mcts("ppm_fixed_policy", models.fixed_search_policy())
             correct["ppm_fixed_policy"] = fixed
     return {m: band_counts(ev.problems, c) for m, c in correct.items()}
+
+
+def guided_mcts(
+    problems: Sequence[Problem],
+    method: str,
+    *,
+    policy: Callable[[], Policy],
+    reward: Callable[[], ValueModel],
+    cfg: RunConfig,
+    executor: Runner,
+    grader: Grader,
+    out_dir: str | Path,
+) -> Counts:
+    """`mcts_ppm`'s search (same seeds, `evolve.eval_samples` rollouts) with any reward model (a PPM, ORM or PQM
+    alike) as `<out_dir>/<method>.json`, reused when finished; returns its band counts (`evolve.ablation`)."""
+    models = EvalModels(greedy_policy=policy, sampling_policy=policy, search_policy=policy, ppm=reward)
+    ev = _Evaluator(problems, models, cfg, executor, grader, out_dir)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return band_counts(ev.problems, ev._load(method) or ev.mcts(method, policy()))
 
 
 def per_problem(out_dir: str | Path) -> dict[str, dict[str, bool]]:

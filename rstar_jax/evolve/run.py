@@ -46,7 +46,7 @@ from rstar_jax.workdir import (
     write_json,
 )
 
-__all__ = ["evolve"]
+__all__ = ["ablate", "evolve"]
 
 PROGRAM = "evolve"  # the log file's name: <workdir>/logs/evolve.log
 
@@ -100,6 +100,23 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
         write_json(run_dir.root / "report.json", summary)
         logging.info("summary: %s", json.dumps(summary), extra=LOG_FILE_ONLY)
     return summary
+
+
+def ablate(cfg: RunConfig, r: int) -> dict[str, Any]:
+    """What `launch.ablate` runs: paper Table 8 on finished round `r` of the workdir (`evolve.ablation`), under the
+    same preflight, lock, problems stage, mesh and round context as `evolve`; returns the ablation's outputs."""
+    from rstar_jax.devices import on_mesh, run_mesh
+    from rstar_jax.evolve import ablation, rounds
+
+    loaded = preflight(cfg)
+    with _claimed_workdir(cfg) as run_dir:
+        stages = Stages(force=cfg.evolve.force)
+        splits, problems = prepare_problems(cfg, run_dir, stages, loaded)
+        mesh = run_mesh(cfg.mesh)
+        problems_digest = digest(problems)
+        base = _base_model(cfg, run_dir, splits, stages, problems_digest)
+        with on_mesh(mesh), rounds.round_context(cfg, run_dir, splits, problems_digest, stages, base, mesh) as ctx:
+            return ablation.reward_ablation(ctx, r)
 
 
 @contextlib.contextmanager
