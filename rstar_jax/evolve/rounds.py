@@ -87,8 +87,7 @@ def extract_data(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, 
             earlier = json.loads((previous(ctx, r, "data")[0] / "sft.json").read_text(encoding="utf-8"))
             sft = sft + [x for x in earlier if x["id"] not in solved]
             data.stats["replayed"] = len(sft) - len(data.sft)
-        orm = [pair for record in records for pair in extract.orm_pairs(record)]
-        pqm = [value for record in records for value in extract.pqm_values(record)]
+        orm, pqm = extract.reward_model_data(records)
         files = {"sft": sft, "pairs": data.pairs, "orm": orm, "pqm": pqm}
         for name, rows in files.items():
             write_json(data_dir / f"{name}.json", rows, trainer_format=True)
