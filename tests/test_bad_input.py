@@ -279,3 +279,5 @@ def test_a_diverged_stage_names_step_and_key_and_reruns_with_a_lower_rate(tmp_pa
     assert not (tmp_path / "sft" / "run").exists(), "the diverged attempt's files were discarded"
     with pytest.raises(StageDiverged, match=r"config\.pretrain\.learning_rate"):
         stages.run(tmp_path / "base", "base", {}, diverges)
+    with pytest.raises(StageDiverged, match=r"round_4/orm.*lower config\.ppm\.learning_rate and"):
+        stages.run(tmp_path / "orm", "round_4/orm", {}, diverges)  # the ablation's ORM trains with `ppm`
