@@ -10,7 +10,7 @@ import runpy
 
 import pytest
 
-from rstar_jax.config import to_dict
+from rstar_jax.config import ConfigError, to_dict
 from rstar_jax.config_validation import validate
 from rstar_jax.evolve.run import ablate, evolve
 from rstar_jax.evolve.stages import digest
@@ -69,5 +69,5 @@ def test_reward_ablation_on_micro_round_1(tmp_path):
     assert ablate(cfg, 1)["metrics"] == out["metrics"]
     assert {p: p.stat().st_mtime_ns for p in rd.glob("*/manifest.json")} == stamps, "a finished stage was redone"
 
-    with pytest.raises(FileNotFoundError, match=r"round_2/data/manifest.json is missing"):
+    with pytest.raises(ConfigError, match=r"--round=2: .*round_2/data/manifest.json is missing"):
         ablate(cfg, 2)

@@ -24,7 +24,7 @@ from typing import Any
 
 from absl import logging
 
-from rstar_jax.config import to_dict
+from rstar_jax.config import ConfigError, to_dict
 from rstar_jax.evolve import evaluate as evaluation
 from rstar_jax.evolve import rounds
 from rstar_jax.evolve.context import RoundContext
@@ -64,7 +64,10 @@ def reward_ablation(ctx: RoundContext, r: int) -> dict[str, Any]:
         trained[kind] = rounds.train_ppm(ctx, r, data, sft, kind)
     problems = ctx.test[: cfg.evolve.eval_problems or None]
     if not problems:
-        raise ValueError(f"launch.ablate round {r}: no held-out problems in {ctx.run_dir.problems / 'test.jsonl'}")
+        raise ConfigError(
+            f"launch.ablate round {r}: no held-out problems in {ctx.run_dir.problems / 'test.jsonl'} (the toy's test "
+            "split, or config.data.eval_benchmarks with a config.data.train_file)"
+        )
     out_dir = rd.root / "ablation"
     inputs = {
         "policy": digest(sft),

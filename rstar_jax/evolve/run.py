@@ -33,9 +33,9 @@ from typing import Any
 
 from absl import logging
 
-from rstar_jax.config import SCRATCH_BASE, RunConfig, to_dict
+from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
 from rstar_jax.evolve.inputs import Splits, check_benchmarks, preflight, prepare_problems
-from rstar_jax.evolve.stages import StageRefused, Stages, digest
+from rstar_jax.evolve.stages import MANIFEST, StageRefused, Stages, digest
 from rstar_jax.evolve.verify import verify_toy_solutions
 from rstar_jax.workdir import (
     LOG_FILE_ONLY,
@@ -109,6 +109,13 @@ def ablate(cfg: RunConfig, r: int) -> dict[str, Any]:
     from rstar_jax.evolve import ablation, rounds
 
     loaded = preflight(cfg)
+    round_dir = RunDir(Path(cfg.workdir).expanduser().resolve()).round(r)
+    for stage in ("data", "sft", "ppm"):  # before the workdir is touched: nothing to ablate without them
+        if not (round_dir.root / stage / MANIFEST).is_file():
+            raise ConfigError(
+                f"launch.ablate --round={r}: {round_dir.root / stage / MANIFEST} is missing in config.workdir = "
+                f"{cfg.workdir!r}; finish round {r} there first (launch.evolve with config.last_round >= {r})"
+            )
     with _claimed_workdir(cfg) as run_dir:
         stages = Stages(force=cfg.evolve.force)
         splits, problems = prepare_problems(cfg, run_dir, stages, loaded)
