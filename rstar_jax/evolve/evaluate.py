@@ -187,7 +187,7 @@ def guided_mcts(
     out_dir: str | Path,
 ) -> Counts:
     """`mcts_ppm`'s search (same seeds, `evolve.eval_samples` rollouts) with any reward model (a PPM, ORM or PQM
-    alike) as `<out_dir>/<method>.json`, reused when finished; returns its band counts (`evolve.ablation`)."""
+    alike) as `<out_dir>/<method>.json`, reused when finished; returns its band counts (`evolve/ablation.py`)."""
     models = EvalModels(greedy_policy=policy, sampling_policy=policy, search_policy=policy, ppm=reward)
     ev = _Evaluator(problems, models, cfg, executor, grader, out_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

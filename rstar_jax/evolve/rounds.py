@@ -14,7 +14,7 @@ Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`
     data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A); with
                `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve;
                orm.json (correct x wrong full-trajectory pairs) and pqm.json (every answer-reaching node's Q): the
-               data of the paper's Table 8 reward models, trained only by `launch.ablate` (`evolve.ablation`)
+               data of the paper's Table 8 reward models, trained only by `launch.ablate` (`evolve/ablation.py`)
     sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl, TensorBoard events)
     ppm/       model/ (HF *ForSequenceClassification with the value head), run/
     eval/      one JSON of predictions per method, MCTS tree files
@@ -143,7 +143,7 @@ def train_ppm(
     ctx: RoundContext, r: int, data: dict[str, Any], sft: dict[str, Any], kind: Kind = Kind.PPM
 ) -> dict[str, Any]:
     """Stage `round_<r>/ppm`: the round's PPM, trained on its preference pairs from the round's policy. With `kind`
-    ORM or PQM (`evolve.ablation`), stage `round_<r>/orm` or `/pqm`: that reward model, on `orm.json` or
+    ORM or PQM (`evolve/ablation.py`), stage `round_<r>/orm` or `/pqm`: that reward model, on `orm.json` or
     `pqm.json`, from the same policy with the same `ppm` settings."""
     return _train(ctx, r, kind, data, (ctx.run_dir.round(r).sft / "policy", digest(sft)))
 

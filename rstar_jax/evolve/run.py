@@ -14,6 +14,9 @@
    load sharded by their logical axes, KV pools and batches follow theirs, SFT and PPM train on the same mesh.
 A summary goes to `<workdir>/report.json`; the rounds' report to `<workdir>/report/report.md`.
 
+`ablate(cfg, r)` (`launch.ablate`) opens a workdir the same way (preflight, lock, problems, base, mesh, round
+context) and runs paper Table 8 on its finished round r (`evolve/ablation.py`).
+
 The base model: on the toy domain the committed toy base (`rstar_jax/toy/base`, checked against the sha256 of its
 manifest), or with `model.base=scratch` a stage of its own (`<workdir>/base/`): a BPE tokenizer trained on the
 training split and a from-scratch tiny decoder; on real data `model.base` (an HF directory, fingerprinted by
@@ -103,7 +106,7 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
 
 
 def ablate(cfg: RunConfig, r: int) -> dict[str, Any]:
-    """What `launch.ablate` runs: paper Table 8 on finished round `r` of the workdir (`evolve.ablation`), under the
+    """What `launch.ablate` runs: paper Table 8 on finished round `r` of the workdir (`evolve/ablation.py`), under the
     same preflight, lock, problems stage, mesh and round context as `evolve`; returns the ablation's outputs."""
     from rstar_jax.devices import on_mesh, run_mesh
     from rstar_jax.evolve import ablation, rounds
