@@ -81,7 +81,17 @@ class DataConfig:
         "", "directory of the nine benchmark files; '' = $RSTAR_BENCHMARK_DIR or ../shared/data/benchmarks"
     )
     train_file: str = _field("", "problems to search on (JSON list, {'example': [...]}, JSONL); '' = toy domain")
-    eval_benchmarks: tuple[str, ...] = _field((), "benchmark names to load and evaluate on, e.g. ('math500',)")
+    eval_benchmarks: tuple[str, ...] = _field(
+        (),
+        "benchmarks a real-data run (`train_file`) evaluates each round on, e.g. ('math500',); training problems "
+        "matching an evaluated question are dropped (counted in the problems manifest). The toy only counts them",
+    )
+    eval_subset: int = _field(
+        0,
+        "at most this many problems per evaluated benchmark, chosen by sha256(f'{seed}:{id}') rank and kept in file "
+        "order (rstar_jax/data/held_out.py); 0 = all",
+        ge=0,
+    )
     skip_bad_records: bool = _field(False, "skip malformed problem records (reported and counted) instead of failing")
     reference_dir: str = _field(
         "",

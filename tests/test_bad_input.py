@@ -118,6 +118,13 @@ def test_evolve_refuses_bad_input_before_any_work(case, args, culprits, tmp_path
     assert not workdir.exists(), f"{case}: the refused run created its workdir"
 
 
+def test_ablate_refuses_an_unfinished_round_before_touching_the_workdir(tmp_path):
+    workdir = tmp_path / "wd"
+    proc = _launch("ablate", MICRO, f"--config.workdir={workdir}", "--round=2")
+    assert_refused(proc, "--round=2", "round_2/data/manifest.json", "config.last_round >= 2")
+    assert not workdir.exists(), "the refused ablation created its workdir"
+
+
 def test_empty_and_unusable_workdirs(tmp_path):
     assert_refused(_launch("evolve", MICRO, "--config.workdir="), "config.workdir")
     a_file = _case_files(tmp_path)["a_file"]
@@ -279,3 +286,5 @@ def test_a_diverged_stage_names_step_and_key_and_reruns_with_a_lower_rate(tmp_pa
     assert not (tmp_path / "sft" / "run").exists(), "the diverged attempt's files were discarded"
     with pytest.raises(StageDiverged, match=r"config\.pretrain\.learning_rate"):
         stages.run(tmp_path / "base", "base", {}, diverges)
+    with pytest.raises(StageDiverged, match=r"round_4/orm.*lower config\.ppm\.learning_rate and"):
+        stages.run(tmp_path / "orm", "round_4/orm", {}, diverges)  # the ablation's ORM trains with `ppm`

@@ -159,6 +159,25 @@ def test_beam_search_keeps_answers_out_of_the_beam():
     assert [p.answer for p in preds] == [a[0][0].answer if a else None for a in found]
 
 
+class NonEmptyPPM(HashPPM):
+    """A scorer that refuses an empty list, as a real batched scorer may (an empty batch has no shape)."""
+
+    def score(self, texts):
+        assert texts, "the PPM was called with an empty list"
+        return super().score(texts)
+
+
+def test_beam_search_and_scoring_never_call_the_scorer_with_an_empty_list():
+    dead_ends = RandomStepPolicy(weights=(0.0, 0.0, 1.0, 0.0, 0.0, 0.0))  # every step a code error: no candidate
+    ppm = NonEmptyPPM()
+    preds = baselines.step_beam_search(
+        PROBLEMS, cfg=CFG, policy=dead_ends, executor=FakeExecutor(), grader=BoxGrader(), ppm=ppm, run_seed=4
+    )
+    assert [(p.answer, p.candidates) for p in preds] == [(None, ())] * len(PROBLEMS)
+    assert len(dead_ends.calls) == 1 and ppm.calls == []  # one expansion, every child dead, nothing scored
+    assert baselines.score_trajectories([[], []], ppm) == [[], []] and ppm.calls == []
+
+
 def test_paper_protocol_votes_over_the_top_k_run_answers():
     out = baselines.paper_protocol(
         PROBLEMS, cfg=CFG, policy=POLICY, executor=FakeExecutor(), grader=BoxGrader(), ppm=HashPPM(), run_seed=5

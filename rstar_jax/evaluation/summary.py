@@ -13,6 +13,7 @@ parameters times the tokens it scored.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,19 @@ def write_tables(cells: Sequence[Cell], out: Path) -> tuple[Path, Path]:
     return out / "results.json", md
 
 
+def _mantissa(v: float) -> int:
+    return round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+
+
+def _tick(v: float, _pos: Any = None) -> str:
+    """A log-axis tick as a plain number (`4`, `2e+09`), not matplotlib's `4 x 10^0`."""
+    return f"{v:g}"
+
+
 def write_curves(cells: Sequence[Cell], out: Path, axis: BudgetAxis) -> list[Path]:
     """One PNG per benchmark: accuracy (with its interval) vs the mean `axis` per problem, a line per method."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -110,6 +121,10 @@ def write_curves(cells: Sequence[Cell], out: Path, axis: BudgetAxis) -> list[Pat
             err = [[c.accuracy - c.interval[0] for c in mine], [c.interval[1] - c.accuracy for c in mine]]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick))
+        ax.xaxis.set_minor_formatter(
+            matplotlib.ticker.FuncFormatter(lambda v, _: _tick(v) if _mantissa(v) in (2, 4, 6, 8) else "")
+        )
         ax.set_xlabel(f"{axis.value} per problem (log)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"{benchmark}: accuracy vs budget (95% intervals)")

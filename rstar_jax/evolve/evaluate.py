@@ -39,7 +39,7 @@ from rstar_jax.search.driver import Runner
 from rstar_jax.search.steps import derive_seed
 from rstar_jax.workdir import atomic_write_text, write_json
 
-__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate", "merge_parts", "per_problem"]
+__all__ = ["METHODS", "EvalModels", "band_counts", "evaluate", "guided_mcts", "merge_parts", "per_problem"]
 
 METHODS = ("greedy", "majority_vote", "best_of_n", "mcts_ppm", "ppm_fixed_policy")
 Counts = dict[str, dict[str, int]]
@@ -204,6 +204,25 @@ def merge_parts(problems: Sequence[Problem], parts: Sequence[Path], out_dir: Pat
             lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in trees)
             atomic_write_text(out_dir / f"{method}.trees.jsonl", lines)
     return counts
+
+
+def guided_mcts(
+    problems: Sequence[Problem],
+    method: str,
+    *,
+    policy: Callable[[], Policy],
+    reward: Callable[[], ValueModel],
+    cfg: RunConfig,
+    executor: Runner,
+    grader: Grader,
+    out_dir: str | Path,
+) -> Counts:
+    """`mcts_ppm`'s search (same seeds, `evolve.eval_samples` rollouts) with any reward model (a PPM, ORM or PQM
+    alike) as `<out_dir>/<method>.json`, reused when finished; returns its band counts (`evolve/ablation.py`)."""
+    models = EvalModels(greedy_policy=policy, sampling_policy=policy, search_policy=policy, ppm=reward)
+    ev = _Evaluator(problems, models, cfg, executor, grader, out_dir)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return band_counts(ev.problems, ev._load(method) or ev.mcts(method, policy()))
 
 
 def per_problem(out_dir: str | Path) -> dict[str, dict[str, bool]]:

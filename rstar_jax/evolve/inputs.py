@@ -5,7 +5,11 @@
   files, round 1's few-shot prompt files (a model as bootstrap policy), that a run starting at round r > 1 finds
   round r - 1 finished in the workdir, and that the workdir's problems (if any) were made from the same inputs.
 - `prepare_problems` (stage `problems`, a `Stages` stage like every other): the training and held-out problems
-  (the toy domain from `config.toy`, or `config.data.train_file`) written to `<workdir>/problems/{train,test}.jsonl`.
+  written to `<workdir>/problems/{train,test}.jsonl`: the toy domain's splits (`config.toy`), or the problems of
+  `config.data.train_file` with, as held-out problems, at most `config.data.eval_subset` problems of each of
+  `config.data.eval_benchmarks` (`data.held_out.benchmark_subset`, seeded by `config.seed`; their band is the
+  benchmark's name). Training problems whose question matches an evaluated one (`data.held_out.drop_overlap`) are
+  dropped; the stage's counts say how many (`dropped_overlap`), its metrics which, and the log says it once.
   A rerun with the same inputs reuses them; a rerun with different inputs is refused (`StageRefused`) naming what
   changed, before anything is written, unless `config.evolve.force`.
 - `check_benchmarks` (stage `benchmarks`): the `config.data.eval_benchmarks` loaded and checked (counts, duplicate
@@ -22,7 +26,7 @@ from absl import logging
 
 from rstar_jax import data, toy
 from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
-from rstar_jax.data import Problem
+from rstar_jax.data import Problem, held_out
 from rstar_jax.evolve.stages import MANIFEST, StageOutputs, StageRefused, Stages, diff_inputs, plain_inputs
 from rstar_jax.workdir import RunDir, file_sha256
 
@@ -45,8 +49,33 @@ def _problem_inputs(cfg: RunConfig) -> dict[str, Any]:
             "train_file": str(path),
             "sha256": file_sha256(path) if path.is_file() else None,
             "skip_bad_records": cfg.data.skip_bad_records,
-        }
+        } | _held_out_inputs(cfg)
     return {"source": "toy", "toy": to_dict(cfg.toy)}
+
+
+def _held_out_inputs(cfg: RunConfig) -> dict[str, Any]:
+    """The benchmarks a real-data run evaluates on (only when some are set: real-data workdirs made before the
+    rounds evaluated on benchmarks still resume)."""
+    if not cfg.data.eval_benchmarks:
+        return {}
+    paths = {name: data.benchmark_path(name, cfg.data.benchmark_dir or None) for name in cfg.data.eval_benchmarks}
+    return {
+        "held_out": {
+            "benchmarks": {name: file_sha256(path) for name, path in paths.items()},
+            "eval_subset": cfg.data.eval_subset,
+            "seed": cfg.seed,
+        }
+    }
+
+
+def _benchmark_held_out(cfg: RunConfig) -> list[Problem]:
+    """The evaluated problems of a real-data run: each benchmark's seeded subset, band = the benchmark's name."""
+    out: list[Problem] = []
+    for name in cfg.data.eval_benchmarks:
+        problems = data.load_benchmark(name, cfg.data.benchmark_dir or None).problems
+        chosen = held_out.benchmark_subset(problems, cfg.data.eval_subset, cfg.seed)
+        out += [dataclasses.replace(p, extra={**p.extra, "band": name}) for p in chosen]
+    return out
 
 
 def _check_workdir(cfg: RunConfig) -> Path:
@@ -168,10 +197,22 @@ def prepare_problems(
 
     def body() -> StageOutputs:
         nonlocal loaded
+        dropped: list[str] = []
         if cfg.data.train_file:
             if loaded is None:
                 loaded = data.load_problems(cfg.data.train_file, skip_bad=cfg.data.skip_bad_records)
-            result = Splits(train=list(loaded.problems), test=[])
+            test = _benchmark_held_out(cfg)
+            train, dropped = held_out.drop_overlap(loaded.problems, test)
+            result = Splits(train=train, test=test)
+            if test:
+                logging.log(
+                    logging.WARNING if dropped else logging.INFO,
+                    "problems: dropped %d training problem(s) whose question matches one of the %d evaluated "
+                    "benchmark problems (config.data.eval_benchmarks)%s",
+                    len(dropped),
+                    len(test),
+                    f", e.g. {dropped[0]}" if dropped else "",
+                )
         else:
             spec = toy.ToySpec(
                 train_per_band=cfg.toy.train_per_band,
@@ -185,7 +226,11 @@ def prepare_problems(
             data.write_problems(path, getattr(result, k))
         logging.info("problems: wrote %d train and %d test problems to %s", *(len(getattr(result, k)) for k in paths),
                      run_dir.problems)  # fmt: skip
-        return {"files": list(paths.values()), "counts": {k: len(getattr(result, k)) for k in paths}}
+        counts = {k: len(getattr(result, k)) for k in paths}
+        if cfg.data.train_file and cfg.data.eval_benchmarks:
+            return {"files": list(paths.values()), "counts": counts | {"dropped_overlap": len(dropped)},
+                    "metrics": {"dropped_overlap_ids": dropped}}  # fmt: skip
+        return {"files": list(paths.values()), "counts": counts}
 
     outputs = stages.run(run_dir.problems, "problems", _problem_inputs(cfg), body)
     counts = outputs["counts"]  # an empty split (no held-out problems for a problem file) reads back as []

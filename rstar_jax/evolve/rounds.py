@@ -13,7 +13,9 @@ Layout of `<workdir>/round_<r>/` (each stage directory holds its `manifest.json`
                trees_unsolved_<k>.jsonl for the k-th search of `evolve.unsolved_more_rollouts`); each merged from
                the processes' shards, trees.shard-<p>-of-<n>.jsonl (`round_trees`; one process: one shard)
     data/      sft.json, pairs.json, stats.json: the extracted training data (rstar_reference.md Part A); with
-               `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve
+               `evolve.sft_replay`, sft.json also keeps round r-1's records of problems round r did not solve;
+               orm.json (correct x wrong full-trajectory pairs) and pqm.json (every answer-reaching node's Q): the
+               data of the paper's Table 8 reward models, trained only by `launch.ablate` (`evolve/ablation.py`)
     sft/       policy/ (HF *ForCausalLM), run/ (checkpoints, metrics.jsonl, TensorBoard events)
     ppm/       model/ (HF *ForSequenceClassification with the value head), run/
     eval/      one JSON of predictions per method, MCTS tree files (merged from the processes' part.shard-* dirs)
@@ -87,24 +89,35 @@ def extract_data(ctx: RoundContext, r: int, trees: dict[str, Any]) -> dict[str, 
             earlier = json.loads((previous(ctx, r, "data")[0] / "sft.json").read_text(encoding="utf-8"))
             sft = sft + [x for x in earlier if x["id"] not in solved]
             data.stats["replayed"] = len(sft) - len(data.sft)
-        paths = [data_dir / "sft.json", data_dir / "pairs.json", data_dir / "stats.json"]
-        write_json(paths[0], sft, trainer_format=True)
-        write_json(paths[1], data.pairs, trainer_format=True)
-        write_json(paths[2], data.stats)
-        return {"files": paths, "counts": {"sft": len(sft), "pairs": len(data.pairs)}, "metrics": data.stats}
+        orm, pqm = extract.reward_model_data(records)
+        files = {"sft": sft, "pairs": data.pairs, "orm": orm, "pqm": pqm}
+        for name, rows in files.items():
+            write_json(data_dir / f"{name}.json", rows, trainer_format=True)
+        write_json(data_dir / "stats.json", data.stats)
+        paths = [data_dir / f"{name}.json" for name in (*files, "stats")]
+        return {"files": paths, "counts": {k: len(v) for k, v in files.items()}, "metrics": data.stats}
 
     return ctx.stages.run(data_dir, f"round_{r}/extract", inputs, body)
 
 
+_SOURCES = {Kind.SFT: "sft.json", Kind.PPM: "pairs.json", Kind.ORM: "orm.json", Kind.PQM: "pqm.json"}
+"""The data file in `round_<r>/data/` each kind trains on; every kind but SFT trains with section `ppm`."""
+
+
 def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: Base) -> dict[str, Any]:
     cfg, rd = ctx.cfg, ctx.run_dir.round(r)
-    stage_dir = rd.sft if kind is Kind.SFT else rd.ppm
+    stage_dir = rd.root / kind.value
     train_cfg = cfg.sft if kind is Kind.SFT else cfg.ppm
-    source = "sft.json" if kind is Kind.SFT else "pairs.json"
+    source = rd.data / _SOURCES[kind]
     inputs = {"data": digest(data), "init": init[1], "train": train_inputs(train_cfg), "kind": kind.value}
 
     def body() -> dict[str, Any]:
-        records = json.loads((rd.data / source).read_text(encoding="utf-8"))
+        if not source.is_file():
+            raise FileNotFoundError(
+                f"{source}: no {kind.value} training data; round {r}'s extract stage writes it (a workdir extracted "
+                "before the ORM / PQM data existed lacks orm.json and pqm.json)"
+            )
+        records = json.loads(source.read_text(encoding="utf-8"))
         out = stage_dir / ("policy" if kind is Kind.SFT else "model")
         summary = fit(
             kind,
@@ -128,9 +141,13 @@ def train_policy(ctx: RoundContext, r: int, data: dict[str, Any]) -> dict[str, A
     return _train(ctx, r, Kind.SFT, data, _sft_init(ctx, r))
 
 
-def train_ppm(ctx: RoundContext, r: int, data: dict[str, Any], sft: dict[str, Any]) -> dict[str, Any]:
-    """Stage `round_<r>/ppm`: the round's PPM, trained on its preference pairs from the round's policy."""
-    return _train(ctx, r, Kind.PPM, data, (ctx.run_dir.round(r).sft / "policy", digest(sft)))
+def train_ppm(
+    ctx: RoundContext, r: int, data: dict[str, Any], sft: dict[str, Any], kind: Kind = Kind.PPM
+) -> dict[str, Any]:
+    """Stage `round_<r>/ppm`: the round's PPM, trained on its preference pairs from the round's policy. With `kind`
+    ORM or PQM (`evolve/ablation.py`), stage `round_<r>/orm` or `/pqm`: that reward model, on `orm.json` or
+    `pqm.json`, from the same policy with the same `ppm` settings."""
+    return _train(ctx, r, kind, data, (ctx.run_dir.round(r).sft / "policy", digest(sft)))
 
 
 def _sft_init(ctx: RoundContext, r: int) -> Base:

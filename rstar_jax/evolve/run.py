@@ -21,6 +21,9 @@ evaluations, reports, `report.json`); the trees, training and evaluate stages ru
 barrier (`processes`). Processes other than 0 log to
 `logs/evolve.process-<i>.log`.
 
+`ablate(cfg, r)` (`launch.ablate`) opens a workdir the same way (preflight, lock, problems, base, mesh, round
+context) and runs paper Table 8 on its finished round r (`evolve/ablation.py`).
+
 The base model: on the toy domain the committed toy base (`rstar_jax/toy/base`, checked against the sha256 of its
 manifest), or with `model.base=scratch` a stage of its own (`<workdir>/base/`): a BPE tokenizer trained on the
 training split and a from-scratch tiny decoder; on real data `model.base` (an HF directory, fingerprinted by
@@ -42,9 +45,9 @@ import jax
 from absl import logging
 
 from rstar_jax import processes
-from rstar_jax.config import SCRATCH_BASE, RunConfig, to_dict
+from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
 from rstar_jax.evolve.inputs import Splits, check_benchmarks, preflight, prepare_problems
-from rstar_jax.evolve.stages import StageRefused, Stages, digest, train_inputs
+from rstar_jax.evolve.stages import MANIFEST, StageRefused, Stages, digest, train_inputs
 from rstar_jax.evolve.verify import verify_toy_solutions
 from rstar_jax.workdir import (
     LOG_FILE_ONLY,
@@ -55,7 +58,7 @@ from rstar_jax.workdir import (
     write_json,
 )
 
-__all__ = ["evolve"]
+__all__ = ["ablate", "evolve"]
 
 PROGRAM = "evolve"  # the log file's name: <workdir>/logs/evolve.log
 
@@ -73,7 +76,8 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
             write_json(run_dir.root / "config.json", to_dict(cfg))
         summary: dict[str, Any] = {
             "workdir": str(run_dir.root),
-            "problems": {"train": len(splits.train), "test": len(splits.test)},
+            "problems": {"train": len(splits.train), "test": len(splits.test)}
+            | {k: v for k, v in problems["counts"].items() if k == "dropped_overlap"},
             "benchmarks": check_benchmarks(cfg),
         }
         if not cfg.data.train_file and processes.is_leader():
@@ -115,6 +119,30 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
         summary = json.loads((run_dir.root / "report.json").read_text(encoding="utf-8"))  # process 0's, on every one
         logging.info("summary: %s", json.dumps(summary), extra=LOG_FILE_ONLY)
     return summary
+
+
+def ablate(cfg: RunConfig, r: int) -> dict[str, Any]:
+    """What `launch.ablate` runs: paper Table 8 on finished round `r` of the workdir (`evolve/ablation.py`), under the
+    same preflight, lock, problems stage, mesh and round context as `evolve`; returns the ablation's outputs."""
+    from rstar_jax.devices import on_mesh, run_mesh
+    from rstar_jax.evolve import ablation, rounds
+
+    loaded = preflight(cfg)
+    round_dir = RunDir(Path(cfg.workdir).expanduser().resolve()).round(r)
+    for stage in ("data", "sft", "ppm"):  # before the workdir is touched: nothing to ablate without them
+        if not (round_dir.root / stage / MANIFEST).is_file():
+            raise ConfigError(
+                f"launch.ablate --round={r}: {round_dir.root / stage / MANIFEST} is missing in config.workdir = "
+                f"{cfg.workdir!r}; finish round {r} there first (launch.evolve with config.last_round >= {r})"
+            )
+    with _claimed_workdir(cfg) as run_dir:
+        stages = Stages(force=cfg.evolve.force)
+        splits, problems = prepare_problems(cfg, run_dir, stages, loaded)
+        mesh = run_mesh(cfg.mesh)
+        problems_digest = digest(problems)
+        base = _base_model(cfg, run_dir, splits, stages, problems_digest, mesh)
+        with on_mesh(mesh), rounds.round_context(cfg, run_dir, splits, problems_digest, stages, base, mesh) as ctx:
+            return ablation.reward_ablation(ctx, r)
 
 
 @contextlib.contextmanager

@@ -76,7 +76,7 @@ class StageDiverged(FloatingPointError):
 def _learning_rate_key(name: str) -> str:
     """The config key of the learning rate behind stage `name` (`round_2/ppm` -> `config.ppm.learning_rate`)."""
     section = name.rsplit("/", 1)[-1]
-    section = "pretrain" if section == "base" else section
+    section = {"base": "pretrain", "orm": "ppm", "pqm": "ppm"}.get(section, section)  # ORM / PQM train with `ppm`
     hints = typing.get_type_hints(RunConfig)
     train_sections = [f.name for f in dataclasses.fields(RunConfig) if hints[f.name] is TrainConfig]
     if section in train_sections:

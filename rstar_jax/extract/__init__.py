@@ -14,6 +14,7 @@ from rstar_jax.extract.data import (
     orm_pairs,
     ppm_pairs,
     pqm_values,
+    reward_model_data,
     sft_records,
 )
 from rstar_jax.extract.trees import AnswerPath, Difficulty, Node, answer_paths, build_tree, classify
@@ -30,6 +31,7 @@ __all__ = [
     "orm_pairs",
     "ppm_pairs",
     "pqm_values",
+    "reward_model_data",
     "sft_records",
     "answer_paths",
 ]

@@ -31,7 +31,16 @@ from rstar_jax.extract.distance import edit_distance
 from rstar_jax.extract.trees import AnswerPath, Difficulty, Node, answer_paths, build_tree, classify
 from rstar_jax.search.steps import build_prompt
 
-__all__ = ["RoundData", "edit_filter", "extract_round", "orm_pairs", "ppm_pairs", "pqm_values", "sft_records"]
+__all__ = [
+    "RoundData",
+    "edit_filter",
+    "extract_round",
+    "orm_pairs",
+    "ppm_pairs",
+    "pqm_values",
+    "reward_model_data",
+    "sft_records",
+]
 
 
 def _take(chosen: list[Any], rejected: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -134,6 +143,13 @@ def pqm_values(record: dict[str, Any]) -> list[dict[str, Any]]:
 
     walk(build_tree(record), ())
     return out
+
+
+def reward_model_data(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`(orm_pairs, pqm_values)` of every tree record, in record order: the data of the paper's Table 8 ORM and PQM
+    (the extract stage's `orm.json` and `pqm.json`)."""
+    records = list(records)
+    return [p for r in records for p in orm_pairs(r)], [v for r in records for v in pqm_values(r)]
 
 
 def _key(rec: dict[str, Any], fields: tuple[str, ...]) -> str:

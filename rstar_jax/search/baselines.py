@@ -103,8 +103,10 @@ def weighted_answer(trajectories: Sequence[Trajectory], scores: Sequence[float],
 
 
 def score_trajectories(runs: Sequence[Sequence[Trajectory]], ppm: ValueModel) -> list[list[float]]:
-    """PPM scores [P][N] of trajectories [P][N] (`Trajectory.text`), every trajectory scored once in one call."""
-    flat = ppm.score([t.text for trajectories in runs for t in trajectories]).tolist()
+    """PPM scores [P][N] of trajectories [P][N] (`Trajectory.text`), every trajectory scored once in one call (none
+    when there is no trajectory: the scorer is never given an empty list)."""
+    texts = [t.text for trajectories in runs for t in trajectories]
+    flat = ppm.score(texts).tolist() if texts else []
     out, lo = [], 0
     for trajectories in runs:
         out.append([float(s) for s in flat[lo : lo + len(trajectories)]])

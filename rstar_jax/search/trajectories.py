@@ -162,6 +162,8 @@ def beam_search(
             for child in kids
             if child.kind in (TerminalKind.NONE, TerminalKind.ANSWER)
         ]
+        if not candidates:  # every child a dead end (code error, unfinished): no beam goes on, nothing to score
+            break
         scores = np.asarray(ppm.score([prompt + child.text for _, prompt, child in candidates]), np.float32)
         if scores.shape != (len(candidates),):
             raise ValueError(f"rstar_jax/search/trajectories.py: PPM returned shape {scores.shape}")
