@@ -10,10 +10,10 @@ import runpy
 
 import pytest
 
-from rstar_jax.config import ConfigError, to_dict
+from rstar_jax.config import ConfigError
 from rstar_jax.config_validation import validate
 from rstar_jax.evolve.run import ablate, evolve
-from rstar_jax.evolve.stages import digest
+from rstar_jax.evolve.stages import digest, train_inputs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_reward_ablation_on_micro_round_1(tmp_path):
     sft = _json(rd / "sft" / "manifest.json")["outputs"]
     for kind, n in (("orm", len(orm)), ("pqm", len(pqm))):
         manifest = _json(rd / kind / "manifest.json")
-        assert manifest["inputs"]["kind"] == kind and manifest["inputs"]["train"] == to_dict(cfg.ppm)
+        assert manifest["inputs"]["kind"] == kind and manifest["inputs"]["train"] == train_inputs(cfg.ppm)
         assert manifest["inputs"]["init"] == digest(sft) and (rd / kind / "model" / "config.json").is_file()
         assert 0 < manifest["outputs"]["counts"]["examples"] <= n
 
