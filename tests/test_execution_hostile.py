@@ -149,7 +149,10 @@ def _cases(sent: str, pid: int) -> list[Case]:
         Case("deep_recursion", "def f(n):\n    return f(n + 1)\nf(0)", EXC, lambda r: "RecursionError" in r.error),
         Case(
             "deep_c_recursion",
-            "import sys\nsys.setrecursionlimit(10**8)\nx = []\nfor _ in range(200_000):\n    x = [x]\nprint(x)",
+            # the C pickler recurses once per level with O(1) work (repr's Py_ReprEnter scans a list per level:
+            # O(depth^2), seconds under load); it overflows the C stack in well under a second
+            "import pickle, sys\nsys.setrecursionlimit(10**8)\nx = []\n"
+            "for _ in range(1_000_000):\n    x = [x]\npickle.dumps(x)",
             CRASH,
             lambda r: "SIGSEGV" in r.error,
         ),
