@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -217,7 +218,19 @@ def test_parent_sigkill_leaves_no_orphan() -> None:
     while any(os.path.exists(f"/proc/{pid}") for pid in running) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in running)
-    shutil.rmtree(work_root)  # nobody is left to remove it after a SIGKILL
+    assert os.path.isdir(work_root)  # nobody is left to remove it after a SIGKILL ...
+    live = tempfile.mkdtemp(prefix=f"rstar_exec.{os.getpid()}.")  # a root of a process that still runs
+    try:
+        ex = Executor(workers=1)
+        try:
+            assert os.path.basename(ex.work_root).startswith(f"rstar_exec.{os.getpid()}.")
+            assert not os.path.exists(work_root)  # ... but the next executor removes it
+            assert os.path.isdir(live)
+        finally:
+            ex.close()
+        assert not os.path.exists(ex.work_root)
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
 
 
 def test_interpreter_exit_without_close_leaves_no_process() -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 from rstar_jax.execution.result import ExecResult, ExecStatus
 from rstar_jax.execution.routing import Flavour, route
-from rstar_jax.execution.worker import Settings, WorkerDied, ZygoteHandle, shutdown
+from rstar_jax.execution.worker import Settings, WorkerDied, ZygoteHandle, make_work_root, shutdown
 
 _LOG = logging.getLogger("rstar_jax.execution")
 _PIPELINE = 2  # programs in flight per zygote: one running, one queued behind it
@@ -153,7 +153,7 @@ class Executor:
         if lean_zygotes and self._settings.preload:
             self._flavour_settings[Flavour.LEAN] = dataclasses.replace(self._settings, preload=())
         self._lean = Flavour.LEAN in self._flavour_settings
-        self._work_root = tempfile.mkdtemp(prefix="rstar_exec_")
+        self._work_root = make_work_root()
         self._zygotes: list[ZygoteHandle] = []  # every live zygote (for shutdown)
         self._slots: list[dict[Flavour, ZygoteHandle]] = []
         self._jobs: queue.Queue[_Job | None] = queue.Queue()

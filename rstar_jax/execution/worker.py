@@ -3,6 +3,10 @@
 The zygote is a fresh interpreter (`python -s -c <bootstrap>`), never a fork of the caller (which may run JAX
 threads), started with a scrubbed environment: no variable of the caller (tokens, credentials, paths) is
 visible to it or to the programs it forks. Requests are answered in order, so several may be in flight.
+
+An executor's zygotes work under one root, `<tmp>/rstar_exec.<pid>.<random>` (`make_work_root`), removed when the
+executor closes or its process exits; a process killed with SIGKILL cannot, so each new root first removes the roots
+whose process no longer runs.
 """
 
 from __future__ import annotations
@@ -131,6 +135,32 @@ class ZygoteHandle:
             if stream is not None and not stream.closed:
                 stream.close()
         shutil.rmtree(self.work_root, ignore_errors=True)
+
+
+WORK_ROOT_PREFIX = "rstar_exec."
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def make_work_root() -> str:
+    """A new executor work root `<tmp>/rstar_exec.<pid>.<random>`, after removing those of dead processes."""
+    base = tempfile.gettempdir()
+    with os.scandir(base) as entries:
+        for entry in entries:
+            pid = entry.name[len(WORK_ROOT_PREFIX) :].split(".", 1)[0]
+            stale = entry.name.startswith(WORK_ROOT_PREFIX) and pid.isdigit() and not _running(int(pid))
+            if stale and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{WORK_ROOT_PREFIX}{os.getpid()}.", dir=base)
 
 
 def shutdown(zygotes: list[ZygoteHandle], work_root: str) -> None:
