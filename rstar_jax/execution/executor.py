@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import queue
-import tempfile
 import threading
 import weakref
 from collections.abc import Sequence
