@@ -115,14 +115,13 @@ def test_policy_prefill_and_decode_stay_within_the_budget_for_many_long_prompts(
     for c in probe.calls["chunk"]:
         assert c.used <= chunk_bound, (c, chunk_bound)
 
-    # The old layout: max_rows // n = 64 prompts per call, all 24 in one prefill of 24 x 768 tokens (new tokens pad
-    # to a fine bucket, so 3x the bound rather than 4x).
+    # The old layout: max_rows // n = 64 prompts per call, all 24 in one prefill of 24 x 1,024 tokens.
     batch = kv_pool.plan_prefill(PrefixCache(65536), prompts, kv_pool.bucket_rows(len(prompts)))
     seeds = np.zeros((batch.lengths.shape[0],), np.uint32)
     static = dict(n=n, decode_slots=2 * k, params=policy.sampling)
     args = (policy._graphdef, policy._state, policy.pool, batch, seeds)
     big = analyse(policy_module._PREFILL.jitted, "prefill", args, static)
-    assert big.used > 3 * bound, (big, bound)
+    assert big.used > 4 * bound, (big, bound)
     used = max(c.used for c in probe.calls["prefill"])
     print(f"policy prefill: new max {used / 1e6:.0f} MB, bound {bound / 1e6:.0f} MB, old {big.used / 1e6:.0f} MB")
 

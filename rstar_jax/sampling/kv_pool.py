@@ -46,18 +46,13 @@ def bucket(n: int, minimum: int = MIN_BUCKET) -> int:
     return max(minimum, 1 << (n - 1).bit_length())
 
 
-def bucket_fine(n: int, minimum: int = MIN_BUCKET) -> int:
-    """The next power of two or 1.5 times one (..., 16, 24, 32, 48, 64, 96, ...), at least `minimum` (0 stays 0):
-    at most 1.5x padding where `bucket` pads up to 2x."""
-    size = bucket(n, minimum)
-    return size * 3 // 4 if size >= 4 and size * 3 // 4 >= max(n, minimum) else size
-
-
 def bucket_rows(n: int, minimum: int = 1, multiple: int = 1) -> int:
-    """The static batch size used for `n` rows: `bucket_fine` (1, 2, 3, 4, 6, 8, 12, ...), at least `minimum`,
-    rounded up to a multiple of `multiple` (`row_multiple()`: the mesh's batch shards); rows cost compute in
-    proportion, so they are bucketed finer than cache lengths."""
-    return -(-bucket_fine(n, minimum) // multiple) * multiple
+    """The static batch size used for `n` rows: the next power of two or 1.5 times one (1, 2, 3, 4, 6, 8, 12,
+    ...), at least `minimum`, rounded up to a multiple of `multiple` (`row_multiple()`: the mesh's batch shards);
+    rows cost compute in proportion, so they are bucketed finer than lengths."""
+    size = bucket(n, minimum)
+    size = size * 3 // 4 if size >= 4 and size * 3 // 4 >= max(n, minimum) else size
+    return -(-size // multiple) * multiple
 
 
 def row_multiple() -> int:
@@ -203,12 +198,10 @@ def plan_prefill(cache: PrefixCache, prompts: Sequence[Sequence[int]], rows: int
     The caller must call `cache.release()` once the prefill has run.
     """
     plans = [cache.plan(p) for p in prompts]
-    # The new tokens are computed, so they pad to a fine bucket (a prompt of 69 new tokens runs 96, not 128);
-    # C + T is a `bucket`: the decode shapes depend on it alone, not on how the prompt splits into cached, new and
-    # padding slots (masked prefix slots cost attention reads, not layer compute).
-    T = bucket_fine(max(len(p) - c for p, (c, _, _) in zip(prompts, plans, strict=True)))
+    T = bucket(max(len(p) - c for p, (c, _, _) in zip(prompts, plans, strict=True)))
     longest_cached = max(c for c, _, _ in plans)
-    C = bucket(longest_cached + T) - T
+    C = bucket(longest_cached + T) - T if longest_cached else 0  # C + T is a bucket: the decode shapes
+    # depend on it alone, not on how the prompt splits into cached and new tokens
     prefix_slots = np.full((rows, C), SCRATCH_SLOT, np.int32)
     prefix_mask = np.zeros((rows, C), bool)
     tokens = np.zeros((rows, T), np.int32)
