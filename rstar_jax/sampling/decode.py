@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from rstar_jax.models import Decoder, KVCache, constrain
 
 _NEG = -1e30
+NONFINITE = -1  # the token `sample_tokens` returns for a row whose logits are not finite
 _BLOCK = 256  # tokens per block of `_categorical`: about sqrt(V) for vocabularies of 32k-150k
 
 
@@ -107,15 +108,19 @@ def _categorical(logits: jax.Array, keys: jax.Array) -> jax.Array:
 
 
 def sample_tokens(logits: jax.Array, keys: jax.Array, params: SamplingParams) -> jax.Array:
-    """Next tokens [R] int32 from logits [R, V] (fp32) and per-row keys [R] (typed PRNG keys)."""
+    """Next tokens [R] int32 from logits [R, V] (fp32) and per-row keys [R] (typed PRNG keys); `NONFINITE` for a
+    row whose logits hold a NaN or an infinity (the host raises on it: a broken model never samples silently)."""
+    bad = ~jnp.all(jnp.isfinite(logits), axis=-1)  # [R]
     if params.greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    scaled = logits.astype(jnp.float32) / params.temperature
-    if params.top_k > 0:
-        scaled = _filter_top_k(scaled, min(params.top_k, scaled.shape[-1]))
-    if params.top_p < 1.0:
-        scaled = _filter_top_p(scaled, params.top_p)
-    return _categorical(scaled, keys)
+        tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    else:
+        scaled = logits.astype(jnp.float32) / params.temperature
+        if params.top_k > 0:
+            scaled = _filter_top_k(scaled, min(params.top_k, scaled.shape[-1]))
+        if params.top_p < 1.0:
+            scaled = _filter_top_p(scaled, params.top_p)
+        tokens = _categorical(scaled, keys)
+    return jnp.where(bad, NONFINITE, tokens)
 
 
 def row_keys(seeds: jax.Array, samples: int) -> jax.Array:
