@@ -84,10 +84,16 @@ def matmul_tflops(m: int) -> float:
     return 2 * m**3 * 10 / (time.perf_counter() - start) / 1e12
 
 
+def _top_id(config: Any) -> int:
+    """Random token ids are drawn below this: 1000, or the vocabulary when smaller (an id past the vocabulary
+    would embed as NaN and time a model sampling from NaN logits)."""
+    return min(1000, config.vocab_size)
+
+
 def tree_ratio(model: Any, s: Sizes) -> dict[str, Any]:
     depth, children, step_tokens, slots = s.tree
     policy = FlaxPolicy(model, IdTokenizer(), SamplingParams(temperature=1.0), pool_slots=slots, eos_ids=())
-    root = np.random.default_rng(0).integers(3, 1000, size=s.prompt).tolist()
+    root = np.random.default_rng(0).integers(3, _top_id(model.config), size=s.prompt).tolist()
     t = tree_workload(policy, root, depth=depth, children=children, step_tokens=step_tokens)
     return {**dataclasses.asdict(t), "prefilled_over_unique": t.prefilled_tokens / max(t.unique_tokens, 1)}
 
@@ -96,7 +102,7 @@ def ppm_scoring(model: Any, s: Sizes) -> dict[str, Any]:
     ppm = init_model(PPM, model.config, 0)
     scorer = FlaxPPMScorer(ppm, None, pool_slots=s.score_texts * s.score_length + 1, max_rows=s.score_texts)
     rng = np.random.default_rng(1)
-    texts = lambda: rng.integers(3, 1000, size=(s.score_texts, s.score_length)).tolist()  # noqa: E731
+    texts = lambda: rng.integers(3, _top_id(model.config), size=(s.score_texts, s.score_length)).tolist()  # noqa: E731
     start = time.perf_counter()
     scorer.score_ids(texts())
     first = time.perf_counter() - start
@@ -119,7 +125,7 @@ def sft_step(config: Any, s: Sizes, peak_tflops: float) -> dict[str, Any]:
     schedule = loop.learning_rate_schedule(cfg)
     step = jax.jit(loop._step_fn(graphdef, sft_loss, tx, schedule, jnp.bfloat16), donate_argnums=0)
     B, T = s.sft_batch, s.sft_length
-    tokens = np.random.default_rng(2).integers(3, 1000, size=(1, B, T)).astype(np.int32)
+    tokens = np.random.default_rng(2).integers(3, _top_id(config), size=(1, B, T)).astype(np.int32)
     batch = {"tokens": tokens, "mask": np.ones_like(tokens, bool), "loss_mask": np.ones_like(tokens, bool)}
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
