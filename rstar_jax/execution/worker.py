@@ -147,7 +147,7 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
@@ -156,9 +156,10 @@ def make_work_root() -> str:
     base = tempfile.gettempdir()
     with os.scandir(base) as entries:
         for entry in entries:
+            if not entry.name.startswith(WORK_ROOT_PREFIX):
+                continue
             pid = entry.name[len(WORK_ROOT_PREFIX) :].split(".", 1)[0]
-            stale = entry.name.startswith(WORK_ROOT_PREFIX) and pid.isdigit() and not _running(int(pid))
-            if stale and entry.is_dir(follow_symlinks=False):
+            if pid.isdigit() and not _running(int(pid)) and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"{WORK_ROOT_PREFIX}{os.getpid()}.", dir=base)
 
