@@ -8,8 +8,7 @@ file, with the test-time methods of section `eval`, e.g. `--config.eval.benchmar
 ends with one line `error: ...` and exit status 2.
 """
 
-from rstar_jax import cli, devices
-from rstar_jax.evaluation import evaluate
+from rstar_jax import cli
 
 _CONFIG = cli.define_config_flag()
 
@@ -18,6 +17,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = cli.parsed_config(_CONFIG)
+    # jax, flax and transformers load only now (about 3 s): a bad config is refused at once
+    from rstar_jax import devices
+    from rstar_jax.evaluation import evaluate
+
     devices.initialize(cfg.distributed)  # before any device use; a no-op for one process
     result = evaluate(cfg)
     for path in (*result["tables"], *result["curves"]):

@@ -13,9 +13,8 @@ import json
 
 from absl import flags
 
-from rstar_jax import cli, devices
+from rstar_jax import cli
 from rstar_jax.config import to_dict
-from rstar_jax.evolve.run import evolve
 
 _CONFIG = cli.define_config_flag()
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the resolved distributed settings and mesh request; run nothing")
@@ -25,6 +24,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = cli.parsed_config(_CONFIG)
+    # jax, flax and transformers load only now (about 3 s): a bad config is refused at once
+    from rstar_jax import devices
+    from rstar_jax.evolve.run import evolve
+
     if _DRY_RUN.value:
         dist = devices.initialize_kwargs(cfg.distributed)
         print(json.dumps({"distributed": dist, "mesh": to_dict(cfg.mesh), "workdir": cfg.workdir}))

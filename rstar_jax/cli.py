@@ -191,11 +191,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types a user's input can cause (module docstring); anything else is a bug (a traceback).
 
     Types from modules the program has not imported cannot have been raised, so they are not imported here."""
-    from rstar_jax.evolve.stages import StageRefused
-
     found: list[type[BaseException]] = [
         ConfigError,
-        StageRefused,
         WorkdirBusy,
         FloatingPointError,  # train.NonFiniteError and its stage-named wrapper
         FileNotFoundError,
@@ -204,6 +201,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
         PermissionError,
         json.JSONDecodeError,
     ]
+    if "rstar_jax.evolve.stages" in sys.modules:  # it imports jax: a config error is reported without it
+        from rstar_jax.evolve.stages import StageRefused
+
+        found.append(StageRefused)
     if "rstar_jax.data" in sys.modules:
         from rstar_jax.data import ProblemFormatError
 
