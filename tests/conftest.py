@@ -1,14 +1,18 @@
-"""Test-wide setup: CPU only, eight fake devices, rank promotion raises, XLA's cheap compilation.
+"""Test-wide setup: CPU only, eight fake devices, rank promotion raises, cheap compilation.
 
 `jax_num_cpu_devices` must be set before the backend starts, so it is set here, before any test module
 imports code that touches devices.
 
 Compilation is most of the suite's time: its models are tiny, so each program runs in milliseconds but takes
-0.5-3 s to compile. `XLA_FLAGS` gains flags that make XLA's CPU compiler skip its expensive LLVM passes and
-fusion emitters (measured on 2 cores: two compile-bound tests 64 s -> 30 s). They change how programs are
-compiled, never what they compute. Subprocesses started by tests inherit them. They are added only after a
-probe process shows that this jaxlib knows them (XLA aborts the process on an unknown flag); set
-`RSTAR_TEST_XLA_FLAGS=0` to test with XLA's defaults.
+0.5-3 s to compile. Two settings make compiling cheaper; they change how programs are compiled, never what they
+compute, and subprocesses started by tests inherit them through the environment:
+- `JAX_DISABLE_MOST_OPTIMIZATIONS=1` (JAX's own switch, the one JAX's test suite uses: XLA's backend at -O0,
+  no expensive LLVM passes). Tests marked `real_weights` run a 135M-parameter model, where the unoptimised code
+  costs more than it saves, so they switch it off for their duration (`_optimized_for_real_weights`).
+- `XLA_FLAGS` gains `--xla_cpu_use_fusion_emitters=false`, added only after a probe process shows that this
+  jaxlib knows it (XLA aborts a process on an unknown flag).
+Measured on 2 cores: two compile-bound tests 64 s -> 30 s; the suite 1705 s -> 1262 s.
+Set `RSTAR_TEST_CHEAP_COMPILE=0` to test with the defaults.
 """
 
 import os
@@ -16,21 +20,20 @@ import subprocess
 import sys
 import warnings
 
+import pytest
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-_CHEAP_COMPILE = (
-    "--xla_backend_optimization_level=0",
-    "--xla_llvm_disable_expensive_passes=true",
-    "--xla_cpu_use_fusion_emitters=false",
-)
+_FLAG = "--xla_cpu_use_fusion_emitters=false"
 
 
-def _add_cheap_compile_flags() -> None:
-    """Appends `_CHEAP_COMPILE` to XLA_FLAGS once (xdist workers inherit the controller's environment)."""
-    if os.environ.get("RSTAR_TEST_XLA_FLAGS", "1") != "1":
+def _cheap_compile() -> None:
+    """Sets the environment once (xdist workers inherit the controller's environment)."""
+    if os.environ.get("RSTAR_TEST_CHEAP_COMPILE", "1") != "1":
         return
-    os.environ["RSTAR_TEST_XLA_FLAGS"] = "done"
-    flags = " ".join([os.environ.get("XLA_FLAGS", ""), *_CHEAP_COMPILE]).strip()
+    os.environ["RSTAR_TEST_CHEAP_COMPILE"] = "set"
+    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
     probe = subprocess.run(
         [sys.executable, "-c", "import jax; jax.numpy.ones(2).block_until_ready()"],
         env={**os.environ, "XLA_FLAGS": flags},
@@ -41,16 +44,27 @@ def _add_cheap_compile_flags() -> None:
     if probe.returncode == 0:
         os.environ["XLA_FLAGS"] = flags
     else:
-        warnings.warn(
-            f"tests/conftest.py: this jaxlib refuses {_CHEAP_COMPILE}; testing with XLA's defaults "
-            f"({probe.stderr.strip().splitlines()[-1:]})",
-            stacklevel=1,
-        )
+        last = probe.stderr.strip().splitlines()[-1:]
+        warnings.warn(f"tests/conftest.py: this jaxlib refuses {_FLAG} ({last}); not using it", stacklevel=1)
 
 
-_add_cheap_compile_flags()
+_cheap_compile()
 
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(autouse=True)
+def _optimized_for_real_weights(request):
+    """Full XLA optimisation for the duration of a `real_weights` test (see the module docstring)."""
+    cheap = jax.config.values.get("jax_disable_most_optimizations", False)
+    if request.node.get_closest_marker("real_weights") is None or not cheap:
+        yield
+        return
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", True)

@@ -1,6 +1,6 @@
 """The whole self-evolution loop on configs/micro.py (all four rounds), as subprocesses: an uninterrupted run, and a
-run killed with SIGKILL at a random moment of every stage (and once more during each of round 4's later searches
-of the unsolved problems) and rerun with the same command each time.
+run killed with SIGKILL at random moments (in every kind of stage, twice in every round, and during each of round 4's
+later searches of the unsolved problems) and rerun with the same command each time.
 
 Checks: both complete; the killed run's manifests record the same counts and the same output files (checksums) as
 the uninterrupted one; a manifest, once written, is never rewritten by a later rerun (no finished stage is redone);
@@ -30,21 +30,17 @@ MICRO = runpy.run_path(str(ROOT / "configs" / "micro.py"))["get_config"]()
 ROUNDS = MICRO.last_round  # 4: PPM-augmented trees from round 3, round 4 searches its unsolved problems again
 STAGES = ["base"] + [f"round_{r}/{s}" for r in range(1, ROUNDS + 1) for s in ("trees", "data", "sft", "ppm", "eval")]
 # where to kill: a random moment (up to 2 s) after a stage has started, and a moment (up to 0.5 s: it is short)
-# after round 4's second search, of the problems its first search left unsolved, has begun (its log line). Every
-# restart recompiles, so not every stage of every round is killed: the base, then each kind of stage in two of the
-# four rounds (alternating: round 1 trees / SFT / eval, round 2 data / PPM, round 3 trees / SFT / eval, round 4
-# data / PPM), every round killed at least twice, round 3's PPM-augmented search and round 4's searches included.
+# after round 4's second search, of the problems its first search left unsolved, has begun (its log line), and after
+# its third search has begun. Every restart costs a process start and compilation, so each kind of stage is killed
+# once or twice, and every round twice: the base, round 1 trees / SFT, round 2 data / PPM, round 3 trees (the
+# PPM-augmented search) / eval, round 4's second and third searches.
 SECOND_SEARCH = "unsolved problems searched again"
 THIRD_SEARCH = "problems still unsolved, searched once more"  # evolve.unsolved_more_rollouts (micro: one entry)
-KILLED = ["base"] + [
-    f"round_{r}/{s}"
-    for r in range(1, ROUNDS + 1)
-    for i, s in enumerate(("trees", "data", "sft", "ppm", "eval"))
-    if (r + i) % 2
+KILLED = ["base", "round_1/trees", "round_1/sft", "round_2/data", "round_2/ppm", "round_3/trees", "round_3/eval"]
+KILL_POINTS = [(f"{s}/started.json", 2.0) for s in KILLED] + [
+    (f"log:{SECOND_SEARCH}", 0.5),
+    (f"log:{THIRD_SEARCH}", 0.5),
 ]
-KILL_POINTS = [(f"{s}/started.json", 2.0) for s in KILLED]
-KILL_POINTS.insert(KILLED.index(f"round_{ROUNDS}/data"), ("log:" + SECOND_SEARCH, 0.5))
-KILL_POINTS.insert(KILLED.index(f"round_{ROUNDS}/data") + 1, ("log:" + THIRD_SEARCH, 0.5))
 ROUND4_FILES = {"trees.jsonl", "trees_unsolved.jsonl", "trees_unsolved_2.jsonl"}
 
 
@@ -131,7 +127,7 @@ def reference(tmp_path_factory):
                 proc.wait()
 
 
-def test_kill9_every_stage_then_resume_matches_uninterrupted_run(tmp_path, reference):
+def test_kill9_in_every_round_and_kind_of_stage_then_resume_matches_uninterrupted_run(tmp_path, reference):
     run_dir = tmp_path / "killed"
     rng = random.Random(0)
     seen: dict[str, int] = {}

@@ -51,7 +51,8 @@ def _free_port() -> int:
 
 
 def _start(workdir: Path, log: Path, devices: int, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k == "XLA_FLAGS" or not k.startswith(("JAX_", "XLA_"))}
+    kept = ("XLA_FLAGS", "JAX_DISABLE_MOST_OPTIMIZATIONS")  # tests/conftest.py: cheap compilation
+    env = {k: v for k, v in os.environ.items() if k in kept or not k.startswith(("JAX_", "XLA_"))}
     env |= {"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": str(devices)}
     env["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"
     cmd = [sys.executable, "-m", "launch.evolve", *SMALL, f"--config.workdir={workdir}", *extra]
