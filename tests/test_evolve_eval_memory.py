@@ -3,7 +3,7 @@
 `make demo` died in round 1's evaluation (issue 14): the PPM scored all 8 sampled trajectories of many
 problems, ~640 tokens each, in calls of 256 rows x 1,024 tokens. Here a randomly initialised policy and PPM of
 the tiny config's shape (its `toy_model` sizes, lengths, `max_rows`, `pool_slots`, search settings, and a
-`prefill_tokens` that 16 long texts exceed, see the fixture) evaluate a handful of toy problems: random steps
+`prefill_tokens` that 8 long texts exceed, see the fixture) evaluate a handful of toy problems: random steps
 run to the step-token limit, so the trajectories reach the model's length. Every prefill and decode program
 that runs is compiled once more for XLA's memory analysis and checked against `kv_pool.prefill_bytes_bound` /
 `kv_pool.decode_bytes_bound` of the config.
@@ -29,7 +29,7 @@ from rstar_jax.toy.splits import ToySpec, generate_toy_splits
 from rstar_jax.toy.tiny_model import setup_model_config, write_tiny_model
 from rstar_jax.toy.tokenizer import train_toy_tokenizer
 
-PROBLEMS = 4
+PROBLEMS = 2
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,10 @@ def tiny_models(tmp_path_factory):
     cfg = validate(importlib.import_module("configs.tiny").get_config())
     cfg.progress_bars = False
     cfg.evolve.eval_samples = 4  # 2-core time; the lengths (max_depth x max_step_tokens) are the tiny config's
-    # 16 scored trajectories of up to 1,024 padded tokens exceed this budget fourfold, as the demo's 256 exceeded
-    # the default: the old single call (16 x 1,024, 0.87 GB of temporaries) is over its bound (0.64 GB).
-    cfg.model.prefill_tokens = 4096
+    # 8 scored trajectories (2 problems x 4) of up to 1,024 padded tokens exceed this budget fourfold, as the demo's
+    # 256 exceeded the default: the old single call (8 x 1,024, about 0.43 GB of temporaries: half the 0.87 GB
+    # measured for 16 x 1,024) is over its bound (0.32 GB at this budget).
+    cfg.model.prefill_tokens = 2048
     splits = generate_toy_splits(ToySpec(train_per_band=20, test_per_band=2, seed=cfg.toy.seed))
     tokenizer = train_toy_tokenizer(splits["train"], vocab_size=cfg.toy_model.vocab)
     config = setup_model_config(cfg.toy_model, tokenizer)
