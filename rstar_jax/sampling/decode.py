@@ -23,6 +23,8 @@ import jax.numpy as jnp
 from rstar_jax.models import Decoder, KVCache, constrain
 
 _NEG = -1e30
+NONFINITE = -1  # the token `sample_tokens` returns for a row whose logits are not finite
+_BLOCK = 256  # tokens per block of `_categorical`: about sqrt(V) for vocabularies of 32k-150k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,16 +70,57 @@ def _filter_top_p(logits: jax.Array, p: float) -> jax.Array:
     return jnp.where(logits < threshold, _NEG, logits)
 
 
+def _first_positive(mass: jax.Array) -> jax.Array:
+    """Index [R] of the first positive entry of each row of mass [R, M] (each row has one)."""
+    return jnp.argmax(mass > 0, axis=-1)
+
+
+def _last_positive(mass: jax.Array) -> jax.Array:
+    """Index [R] of the last positive entry of each row of mass [R, M] (each row has one)."""
+    return mass.shape[-1] - 1 - jnp.argmax(mass[:, ::-1] > 0, axis=-1)
+
+
+def _categorical(logits: jax.Array, keys: jax.Array) -> jax.Array:
+    """One token [R] int32 per row of logits [R, V] drawn with probability softmax(logits), from one uniform per
+    row (key [R]): inverse-CDF sampling over blocks of `_BLOCK` tokens.
+
+    Letters: R rows, V vocabulary (padded to Nb blocks of Bk tokens). The row's unnormalised masses e [R, Nb, Bk]
+    are summed per block [R, Nb]; u ~ U(0, total) picks the first block whose running sum exceeds u, then the first
+    token of that block whose running sum exceeds the remainder. This costs one pass over [R, V] and two short
+    prefix sums where `jax.random.categorical` draws V Gumbel numbers per row (threefry): at [64, 49152] on 2 CPU
+    cores 2 ms instead of 84 ms a step. A token of zero mass (masked by top-k / top-p) is never returned: float
+    rounding can only move the pick to the nearest token of positive mass in its block or the last positive block.
+    """
+    R, V = logits.shape
+    blocks = -(-V // _BLOCK)
+    e = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))  # [R, V]; masked logits give 0
+    e = jnp.pad(e, ((0, 0), (0, blocks * _BLOCK - V))).reshape(R, blocks, _BLOCK)
+    block_mass = jnp.sum(e, axis=-1)  # [R, Nb]
+    running = jnp.cumsum(block_mass, axis=-1)  # [R, Nb]
+    u = jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys) * running[:, -1]  # [R]
+    b = jnp.minimum(jnp.sum(running <= u[:, None], axis=-1), _last_positive(block_mass))  # [R]
+    take = lambda x, i: jnp.take_along_axis(x, i[:, None], axis=1)[:, 0]
+    rest = u - take(running - block_mass, b)  # [R]: u past the blocks before b
+    mass = jnp.take_along_axis(e, b[:, None, None], axis=1)[:, 0]  # [R, Bk]
+    i = jnp.sum(jnp.cumsum(mass, axis=-1) <= rest[:, None], axis=-1)
+    i = jnp.clip(i, _first_positive(mass), _last_positive(mass))
+    return (b * _BLOCK + i).astype(jnp.int32)
+
+
 def sample_tokens(logits: jax.Array, keys: jax.Array, params: SamplingParams) -> jax.Array:
-    """Next tokens [R] int32 from logits [R, V] (fp32) and per-row keys [R] (typed PRNG keys)."""
+    """Next tokens [R] int32 from logits [R, V] (fp32) and per-row keys [R] (typed PRNG keys); `NONFINITE` for a
+    row whose logits hold a NaN or an infinity (the host raises on it: a broken model never samples silently)."""
+    bad = ~jnp.all(jnp.isfinite(logits), axis=-1)  # [R]
     if params.greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    scaled = logits.astype(jnp.float32) / params.temperature
-    if params.top_k > 0:
-        scaled = _filter_top_k(scaled, min(params.top_k, scaled.shape[-1]))
-    if params.top_p < 1.0:
-        scaled = _filter_top_p(scaled, params.top_p)
-    return jax.vmap(lambda k, row: jax.random.categorical(k, row))(keys, scaled).astype(jnp.int32)
+        tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    else:
+        scaled = logits.astype(jnp.float32) / params.temperature
+        if params.top_k > 0:
+            scaled = _filter_top_k(scaled, min(params.top_k, scaled.shape[-1]))
+        if params.top_p < 1.0:
+            scaled = _filter_top_p(scaled, params.top_p)
+        tokens = _categorical(scaled, keys)
+    return jnp.where(bad, NONFINITE, tokens)
 
 
 def row_keys(seeds: jax.Array, samples: int) -> jax.Array:

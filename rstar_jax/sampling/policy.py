@@ -281,5 +281,11 @@ class FlaxPolicy:
     @staticmethod
     def _feed(scanners: list[StopScanner], live: list[int], tokens: np.ndarray) -> None:
         """tokens [R_padded, k]: device row r goes to scanners[live[r]] (rows past `live` are padding)."""
+        broken = int(np.any(tokens[: len(live)] == decode.NONFINITE, axis=1).sum())
+        if broken:
+            raise FloatingPointError(
+                f"FlaxPolicy: the model's logits hold NaN or infinite values in {broken} of {len(live)} rows; its "
+                "weights or dtype are broken (float16 overflows easily: load it in bfloat16 or float32)"
+            )
         for i, row in zip(live, tokens, strict=False):
             scanners[i].feed(row)

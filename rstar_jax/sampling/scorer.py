@@ -113,4 +113,10 @@ class FlaxPPMScorer:
             finally:
                 self.cache.release()
             out.append(np.asarray(values)[: len(part)])
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0,), np.float32)
+        values = np.concatenate(out).astype(np.float32) if out else np.zeros((0,), np.float32)
+        if not np.isfinite(values).all():
+            raise FloatingPointError(
+                f"FlaxPPMScorer: {int((~np.isfinite(values)).sum())} of {len(values)} values are NaN or infinite; "
+                "the reward model's weights or dtype are broken (float16 overflows easily)"
+            )
+        return values
