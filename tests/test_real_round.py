@@ -20,6 +20,7 @@ from rstar_jax.config import DataConfig, EvolveConfig, ExecutionConfig, ModelSet
 from rstar_jax.config_validation import validate
 from rstar_jax.data import load_benchmark, write_problems
 from rstar_jax.evolve.run import evolve
+from rstar_jax.search.prompts import PROMPT_FILE, REFERENCE_DIR_ENV, default_reference_dir
 from rstar_jax.search.steps import build_prompt
 from rstar_jax.train import Kind, fit
 from rstar_jax.train.export import export_run
@@ -41,6 +42,9 @@ def _gsm8k(n: int):
 
 def test_real_micro_round_then_two_sft_steps_exported_and_reloaded(smollm2, tmp_path):  # noqa: F811
     problems = _gsm8k(3)
+    shots = default_reference_dir() / PROMPT_FILE  # round 1's few-shot prompt for a real policy
+    if not shots.is_file():
+        pytest.skip(f"{shots} not found; set ${REFERENCE_DIR_ENV} or ../shared/data/reference_records")
     train_file = tmp_path / "gsm8k3.jsonl"
     write_problems(train_file, problems)
     cfg = validate(
