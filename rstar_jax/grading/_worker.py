@@ -25,7 +25,7 @@ from rstar_jax.grading.symbolic import install_numeric_guard, symbolic_match
 _EXTRA_ADDRESS_SPACE = 2 << 30
 # Checked once before "ready": the first parse builds the LaTeX parser and sympy's caches (0.7 s on an idle
 # core), which must count against start-up, not against the first real check's time limit.
-_WARM_UP = ({"pred": "\\frac{\\sqrt{3}}{2}", "refs": ["(x-1)(x+1)", "(2,1)", "50\\%"], "pct": True},)
+_WARM_UP = {"pred": "\\frac{\\sqrt{3}}{2}", "refs": ["(x-1)(x+1)", "(2,1)", "50\\%"], "pct": True}
 
 
 def _limit_address_space() -> None:
@@ -60,8 +60,7 @@ def main() -> None:
         _limit_address_space()
     install_numeric_guard()
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    for request in _WARM_UP:
-        _check(request)
+    _check(_WARM_UP)
     protocol.write('{"ready": true}\n')
     for line in sys.stdin:
         request = json.loads(line)
