@@ -307,3 +307,19 @@ def test_validation_names_round_and_key(tmp_path: Path, change: Any, message: st
 def test_duplicate_rounds_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="round 2"):
         write_cumulative_report(tmp_path, [_round(2), _round(2)])
+
+
+def test_a_finished_rounds_report_is_reused_only_while_its_figures_and_files_are_unchanged(tmp_path: Path) -> None:
+    from rstar_jax.evolve.rounds import _written_report
+
+    metrics = _round(2)
+    assert _written_report(tmp_path, metrics) is None  # nothing written yet
+    (tmp_path / "trees.html").write_text("<html></html>")
+    write_round_report(tmp_path, metrics | {"links": {"search trees": "trees.html"}})
+    reused = _written_report(tmp_path, copy.deepcopy(metrics))
+    assert reused == json.loads(json.dumps(metrics)) | {"links": {"search trees": "trees.html"}}
+    changed = copy.deepcopy(metrics)
+    changed["seconds"]["trees"] += 1.0  # e.g. a stage that ran again
+    assert _written_report(tmp_path, changed) is None
+    (tmp_path / "trees.html").unlink()  # a linked file is gone: draw it all again
+    assert _written_report(tmp_path, metrics) is None

@@ -168,6 +168,7 @@ def _unigram_loss(train_ex, held_ex) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # 120 training steps: compute-bound
 def test_sft_on_canonical_solutions_beats_untrained_and_unigram_on_held_out_problems(tmp_path):
     splits = generate_toy_splits(ToySpec(train_per_band=48, test_per_band=8, seed=5, bands=("gsm",)))
     tok = train_toy_tokenizer(splits["train"], vocab_size=512)

@@ -29,6 +29,7 @@ report (`<workdir>/report/`) covers every round of the workdir that has one, so 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from absl import logging
@@ -229,6 +230,9 @@ def round_report(
         "per_problem": per_problem,
         "problem_bands": bands,
     }
+    written = _written_report(rd.report, metrics)
+    if written is not None:  # a rerun of a finished round: the same figures, files in place
+        return written
     tree_files = [rd.trees / name for name in sorted(trees["files"])] + sorted(rd.eval.glob("*.trees.jsonl"))
     metrics["links"] = report_assets.write_round_assets(
         rd, r, trees=tree_files, margin=evolve.pair_margin, per_problem=evolve.sft_per_problem,
@@ -238,6 +242,21 @@ def round_report(
     system = (metrics.get("system") or {}).get("all")
     logging.info("round %d done: MCTS+PPM held-out %s; report in %s", r, system, rd.report)
     return metrics
+
+
+def _written_report(report_dir: Path, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The round report written earlier (`round_<r>.json` with its links) when it shows exactly `metrics` (links
+    aside) and all of its files are there, so that a rerun of a finished round does not draw it again; else None."""
+    r = metrics["round"]
+    path = report_dir / f"round_{r}.json"
+    if not path.is_file():
+        return None
+    written = json.loads(path.read_text(encoding="utf-8"))
+    links = written.pop("links", None)
+    if not isinstance(links, dict) or written != json.loads(json.dumps(metrics)):
+        return None
+    files = [f"round_{r}.md", f"round_{r}.png", *links.values()]
+    return written | {"links": links} if all((report_dir / f).is_file() for f in files) else None
 
 
 def cumulative_report(run_dir: RunDir) -> None:
