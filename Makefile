@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n 2 -q tests
+	$(PY) -m pytest -n 2 --dist worksteal -q tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -11,6 +11,7 @@ user can cause ends with one line `error: ...` and exit status 2.
 from absl import flags
 
 from rstar_jax import cli
+from rstar_jax.evolve.inputs import preflight_ablation
 
 _CONFIG = cli.define_config_flag()
 _ROUND = flags.DEFINE_integer("round", None, "the finished round to ablate; default: config.last_round", lower_bound=1)
@@ -20,13 +21,14 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = cli.parsed_config(_CONFIG)
-    # jax, flax and transformers load only now (about 3 s): a bad config is refused at once
+    r = cfg.last_round if _ROUND.value is None else _ROUND.value
+    loaded = preflight_ablation(cfg, r)  # the files, directories and round r checked before jax loads
+    # jax and flax load only now (about 3 s): a bad config, file or directory is refused at once
     from rstar_jax import devices
-    from rstar_jax.evolve.run import ablate
+    from rstar_jax.evolve.run import ablate_checked
 
     devices.initialize(cfg.distributed)  # before any device use; a no-op for one process
-    r = cfg.last_round if _ROUND.value is None else _ROUND.value
-    outputs = ablate(cfg, r)
+    outputs = ablate_checked(cfg, r, loaded)
     print(f"wrote {cfg.workdir}/round_{r}/ablation/table8.md ({outputs['counts']['problems']} problems)")
 
 

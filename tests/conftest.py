@@ -57,6 +57,15 @@ jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules with a `slow` test run first, each module's tests together (module fixtures are built once). With
+    `pytest -n 2 --dist worksteal` (`make test`) the long tests then start early, one worker takes the short ones
+    from the other's queue meanwhile, and the two finish together instead of one waiting for a long test started
+    last. The order within the two groups is the collection order."""
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(autouse=True)
 def _optimized_when_compute_bound(request):
     """Full XLA optimisation for the duration of a `real_weights` or `optimized` test (the module docstring)."""

@@ -288,3 +288,18 @@ def test_a_diverged_stage_names_step_and_key_and_reruns_with_a_lower_rate(tmp_pa
         stages.run(tmp_path / "base", "base", {}, diverges)
     with pytest.raises(StageDiverged, match=r"round_4/orm.*lower config\.ppm\.learning_rate and"):
         stages.run(tmp_path / "orm", "round_4/orm", {}, diverges)  # the ablation's ORM trains with `ppm`
+
+
+def test_launchers_check_files_before_importing_jax():
+    """`launch.evolve` and `launch.ablate` run the preflight before jax loads (about 3 s): importing one of them and
+    the preflight module, and setting the compile cache, must not import jax or flax."""
+    for launcher in ("launch.evolve", "launch.ablate"):
+        code = (
+            f"import sys, {launcher}, rstar_jax.evolve.inputs\n"
+            "from rstar_jax import cli\n"
+            "cli.use_compile_cache('/tmp/rstar_probe_cache')\n"
+            "print(sorted(m for m in ('jax', 'flax', 'transformers') if m in sys.modules))"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "[]", (launcher, proc.stdout)

@@ -52,6 +52,7 @@ def tiny_models(tmp_path_factory):
     return cfg, problems, root / "policy", root / "ppm", config
 
 
+@pytest.mark.slow
 def test_tiny_config_evaluation_completes_within_the_memory_bound(tiny_models, tmp_path, monkeypatch):
     cfg, problems, policy_dir, ppm_dir, config = tiny_models
     probe = MemoryProbe.install(monkeypatch)

@@ -128,6 +128,7 @@ def reference(tmp_path_factory):
                 proc.wait()
 
 
+@pytest.mark.slow
 def test_kill9_in_every_round_and_kind_of_stage_then_resume_matches_uninterrupted_run(tmp_path, reference):
     run_dir = tmp_path / "killed"
     rng = random.Random(0)

@@ -40,6 +40,7 @@ def _gsm8k(n: int):
         pytest.skip(f"GSM8K benchmark file not found ({err}); set $RSTAR_BENCHMARK_DIR or ../shared/data/benchmarks")
 
 
+@pytest.mark.slow
 def test_real_micro_round_then_two_sft_steps_exported_and_reloaded(smollm2, tmp_path):  # noqa: F811
     problems = _gsm8k(3)
     shots = default_reference_dir() / PROMPT_FILE  # round 1's few-shot prompt for a real policy

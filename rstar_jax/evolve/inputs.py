@@ -92,12 +92,12 @@ def _check_workdir(cfg: RunConfig) -> Path:
 
 
 def _check_model_dir(key: str, value: str) -> None:
-    from rstar_jax.models.config import load_config  # local: only a run with a real model pays for importing it
-    from rstar_jax.models.hf_io import INDEX_FILE, SINGLE_FILE
-
     path = Path(value).expanduser()
     if not path.is_dir():
         raise ConfigError(f"{key} = {value!r}: {path} is not a directory (an HF model directory is expected)")
+    from rstar_jax.models.config import load_config  # local: only a run with a real model pays for importing it
+    from rstar_jax.models.hf_io import INDEX_FILE, SINGLE_FILE
+
     try:
         load_config(path)
     except ValueError as err:
@@ -172,6 +172,19 @@ def preflight(cfg: RunConfig) -> data.ProblemSet | None:
         _check_previous_round(cfg, root)
     _problems_manifest(RunDir(root).problems / MANIFEST, _problem_inputs(cfg), cfg.evolve.force)
     return problems
+
+
+def preflight_ablation(cfg: RunConfig, r: int) -> data.ProblemSet | None:
+    """`preflight`, then the check that round `r` of the workdir has the data and models `launch.ablate` needs."""
+    loaded = preflight(cfg)
+    round_dir = RunDir(Path(cfg.workdir).expanduser().resolve()).round(r)
+    for stage in ("data", "sft", "ppm"):  # before the workdir is touched: nothing to ablate without them
+        if not (round_dir.root / stage / MANIFEST).is_file():
+            raise ConfigError(
+                f"launch.ablate --round={r}: {round_dir.root / stage / MANIFEST} is missing in config.workdir = "
+                f"{cfg.workdir!r}; finish round {r} there first (launch.evolve with config.last_round >= {r})"
+            )
+    return loaded
 
 
 def _problems_manifest(manifest_path: Path, inputs: dict[str, Any], force: bool) -> None:

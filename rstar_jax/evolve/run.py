@@ -45,9 +45,10 @@ import jax
 from absl import logging
 
 from rstar_jax import processes
-from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
-from rstar_jax.evolve.inputs import Splits, check_benchmarks, preflight, prepare_problems
-from rstar_jax.evolve.stages import MANIFEST, StageRefused, Stages, digest, train_inputs
+from rstar_jax.config import SCRATCH_BASE, RunConfig, to_dict
+from rstar_jax.data import ProblemSet
+from rstar_jax.evolve.inputs import Splits, check_benchmarks, preflight, preflight_ablation, prepare_problems
+from rstar_jax.evolve.stages import StageRefused, Stages, digest, train_inputs
 from rstar_jax.evolve.verify import verify_toy_solutions
 from rstar_jax.workdir import (
     LOG_FILE_ONLY,
@@ -58,7 +59,7 @@ from rstar_jax.workdir import (
     write_json,
 )
 
-__all__ = ["ablate", "evolve"]
+__all__ = ["ablate", "ablate_checked", "evolve", "evolve_checked"]
 
 PROGRAM = "evolve"  # the log file's name: <workdir>/logs/evolve.log
 
@@ -68,7 +69,12 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
 
     Raises `ConfigError` (preflight), `WorkdirBusy` (another run holds the workdir) or `StageRefused` before
     changing the workdir."""
-    loaded = preflight(cfg)
+    return evolve_checked(cfg, preflight(cfg))
+
+
+def evolve_checked(cfg: RunConfig, loaded: ProblemSet | None) -> dict[str, Any]:
+    """`evolve` once `preflight(cfg)` has returned `loaded`: `launch.evolve` runs the preflight before it imports
+    jax (about 3 s), so that a bad file or directory is refused at once."""
     with _claimed_workdir(cfg) as run_dir:
         stages = Stages(force=cfg.evolve.force)
         splits, problems = prepare_problems(cfg, run_dir, stages, loaded)
@@ -124,17 +130,14 @@ def evolve(cfg: RunConfig) -> dict[str, Any]:
 def ablate(cfg: RunConfig, r: int) -> dict[str, Any]:
     """What `launch.ablate` runs: paper Table 8 on finished round `r` of the workdir (`evolve/ablation.py`), under the
     same preflight, lock, problems stage, mesh and round context as `evolve`; returns the ablation's outputs."""
+    return ablate_checked(cfg, r, preflight_ablation(cfg, r))
+
+
+def ablate_checked(cfg: RunConfig, r: int, loaded: ProblemSet | None) -> dict[str, Any]:
+    """`ablate` once `preflight_ablation(cfg, r)` has returned `loaded` (as `evolve_checked`)."""
     from rstar_jax.devices import on_mesh, run_mesh
     from rstar_jax.evolve import ablation, rounds
 
-    loaded = preflight(cfg)
-    round_dir = RunDir(Path(cfg.workdir).expanduser().resolve()).round(r)
-    for stage in ("data", "sft", "ppm"):  # before the workdir is touched: nothing to ablate without them
-        if not (round_dir.root / stage / MANIFEST).is_file():
-            raise ConfigError(
-                f"launch.ablate --round={r}: {round_dir.root / stage / MANIFEST} is missing in config.workdir = "
-                f"{cfg.workdir!r}; finish round {r} there first (launch.evolve with config.last_round >= {r})"
-            )
     with _claimed_workdir(cfg) as run_dir:
         stages = Stages(force=cfg.evolve.force)
         splits, problems = prepare_problems(cfg, run_dir, stages, loaded)

@@ -45,7 +45,6 @@ from typing import Any
 
 from absl import logging
 
-from rstar_jax import processes
 from rstar_jax.config import RunConfig, TrainConfig, to_dict
 from rstar_jax.workdir import file_sha256, write_json
 
@@ -188,6 +187,8 @@ class Stages:
         writes `started.json` and the manifest; `body` runs on process 0 only, or on every process with
         `every_process` (training on the run's mesh, the search's shares); the others wait at a barrier after it
         and return the outputs process 0 recorded."""
+        from rstar_jax import processes  # jax loads here, not at import: `evolve.inputs.preflight` runs without it
+
         stage_dir = Path(stage_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
         inputs = plain_inputs(inputs)
