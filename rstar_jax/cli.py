@@ -14,8 +14,9 @@ Every launch module is a thin absl main:
 `cli.run` checks that the `--config` file exists and every `--config.a.b=v` override against the `RunConfig`
 tree *before* absl parses the flags, so a missing file or a misspelt key stops the program with a message naming
 it, before any work. `parsed_config` then runs `config_validation.validate` and turns a `ConfigError` into the
-same kind of exit, and points JAX's persistent compilation cache at `config.compile_cache` (`use_compile_cache`):
-programs compiled by one run are loaded from disk by the next. A torn entry left by a killed process only costs a
+same kind of exit, points JAX's persistent compilation cache at `config.compile_cache` and sets XLA's cheaper CPU
+code generator where this jaxlib knows it (`xla_env`, before jax loads). Programs compiled by one run are loaded
+from disk by the next. A torn entry left by a killed process only costs a
 warning and a recompile (JAX checks what it reads).
 
 The one error path: every error a user can cause (`user_errors`: config values, files and records, model
@@ -28,7 +29,6 @@ file only (`workdir.quiet_console`).
 import dataclasses
 import difflib
 import json
-import os
 import sys
 import traceback
 import typing
@@ -38,6 +38,7 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
+from rstar_jax import xla_env
 from rstar_jax.config import ConfigError, RunConfig
 from rstar_jax.config_validation import validate
 from rstar_jax.workdir import WorkdirBusy, log_failure, quiet_console
@@ -50,7 +51,6 @@ __all__ = [
     "one_line",
     "parsed_config",
     "run",
-    "use_compile_cache",
     "user_errors",
 ]
 
@@ -173,29 +173,9 @@ def parsed_config(holder: typing.Any) -> RunConfig:
         cfg = validate(cfg)
     except ConfigError as e:
         raise UsageExit(f"invalid config ({path}): {e}") from None
-    use_compile_cache(cfg.compile_cache)
+    xla_env.use_compile_cache(cfg.compile_cache)
+    xla_env.use_cheap_cpu_codegen()
     return cfg
-
-
-def use_compile_cache(path: str) -> None:
-    """Every compiled program is written to (and first looked up in) `path` ('' = JAX's default: no cache).
-
-    Before jax is imported (a launcher parsing its flags) the settings go to the environment, which jax reads when
-    it loads, so that a config error or a missing file is reported without jax's 3 s import; after, to jax.config.
-    """
-    if not path:
-        return
-    settings = {  # the toy's programs compile in < 1 s: cache them all
-        "jax_compilation_cache_dir": os.path.expanduser(path),
-        "jax_persistent_cache_min_compile_time_secs": 0.0,
-    }
-    if "jax" not in sys.modules:
-        os.environ.update({name.upper(): str(value) for name, value in settings.items()})
-        return
-    import jax
-
-    for name, value in settings.items():
-        jax.config.update(name, value)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

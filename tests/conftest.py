@@ -4,28 +4,27 @@
 imports code that touches devices.
 
 Compilation is most of the suite's time: its models are tiny, so each program runs in milliseconds but takes
-0.5-3 s to compile. Two settings make compiling cheaper; they change how programs are compiled, never what they
-compute, and subprocesses started by tests inherit them through the environment:
+0.5-3 s to compile. Two settings make compiling cheaper; they change how programs are compiled, not which
+operations run (rounding may differ in the last bits), and subprocesses started by tests inherit them through the
+environment:
 - `JAX_DISABLE_MOST_OPTIMIZATIONS=1` (JAX's own switch, the one JAX's test suite uses: XLA's backend at -O0,
   no expensive LLVM passes). Compute-bound tests, where the unoptimised code costs more than it saves, switch it
   off for their duration (`_optimized_when_compute_bound`): those marked `real_weights` (a 135M-parameter model)
   or `optimized` (e.g. 120 training steps: 54 s cheap, 41 s optimised).
-- `XLA_FLAGS` gains `--xla_cpu_use_fusion_emitters=false`, added only after a probe process shows that this
-  jaxlib knows it (XLA aborts a process on an unknown flag).
+- `XLA_FLAGS` gains `--xla_cpu_use_fusion_emitters=false` (`rstar_jax.xla_env`, as the launchers do), added only
+  after a probe process shows that this jaxlib knows it (XLA aborts a process on an unknown flag).
 Measured on 2 cores: two compile-bound tests 64 s -> 30 s; the suite 1705 s -> 1262 s.
 Set `RSTAR_TEST_CHEAP_COMPILE=0` to test with the defaults.
 """
 
 import os
-import subprocess
-import sys
 import warnings
 
 import pytest
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+from rstar_jax import xla_env
 
-_FLAG = "--xla_cpu_use_fusion_emitters=false"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
 def _cheap_compile() -> None:
@@ -34,19 +33,8 @@ def _cheap_compile() -> None:
         return
     os.environ["RSTAR_TEST_CHEAP_COMPILE"] = "set"
     os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-    flags = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
-    probe = subprocess.run(
-        [sys.executable, "-c", "import jax; jax.numpy.ones(2).block_until_ready()"],
-        env={**os.environ, "XLA_FLAGS": flags},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if probe.returncode == 0:
-        os.environ["XLA_FLAGS"] = flags
-    else:
-        last = probe.stderr.strip().splitlines()[-1:]
-        warnings.warn(f"tests/conftest.py: this jaxlib refuses {_FLAG} ({last}); not using it", stacklevel=1)
+    if not xla_env.use_cheap_cpu_codegen():  # the launchers' own setting: a probe process, answer cached per jaxlib
+        warnings.warn(f"tests/conftest.py: not using {xla_env.CHEAP_CPU_CODEGEN} (see XLA_FLAGS)", stacklevel=1)
 
 
 _cheap_compile()

@@ -296,8 +296,8 @@ def test_launchers_check_files_before_importing_jax():
     for launcher in ("launch.evolve", "launch.ablate"):
         code = (
             f"import sys, {launcher}, rstar_jax.evolve.inputs\n"
-            "from rstar_jax import cli\n"
-            "cli.use_compile_cache('/tmp/rstar_probe_cache')\n"
+            "from rstar_jax import xla_env\n"
+            "xla_env.use_compile_cache('/tmp/rstar_probe_cache')\n"
             "print(sorted(m for m in ('jax', 'flax', 'transformers') if m in sys.modules))"
         )
         proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

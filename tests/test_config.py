@@ -210,8 +210,8 @@ def test_evolve_exits_before_work_naming_the_key(args, message, tmp_path):
 _JIT_ONCE = """
 import sys
 import jax, jax.numpy as jnp
-from rstar_jax import cli
-cli.use_compile_cache(sys.argv[1])
+from rstar_jax import xla_env
+xla_env.use_compile_cache(sys.argv[1])
 print(jax.jit(lambda x: jnp.sin(x) * 3 + 1)(jnp.arange(5.0)).sum())
 """
 
