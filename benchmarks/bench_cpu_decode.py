@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # `python benchmarks/bench_cpu_decode.py`: make `
 import jax  # noqa: E402
 
 from benchmarks.bench_sampling import tree_workload  # noqa: E402
-from rstar_jax import models  # noqa: E402
+from rstar_jax import models, xla_env  # noqa: E402
 from rstar_jax.sampling import FlaxPolicy, SamplingParams  # noqa: E402
 from rstar_jax.testing.real_weights import MISSING, converted_smollm2, smollm2_gguf  # noqa: E402
 
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hf", action=argparse.BooleanOptionalAction, default=True, help="time transformers too")
     parser.add_argument("--tree", action=argparse.BooleanOptionalAction, default=True, help="tree-workload hit rate")
     args = parser.parse_args(argv)
+    codegen = xla_env.use_cheap_cpu_codegen()  # as the launchers set it, before the first device use reads XLA_FLAGS
     model_dir = args.model_dir
     if not model_dir:
         if smollm2_gguf() is None:
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     batches = [int(b) for b in args.batches.split(",")]
     print(f"model {model_dir}: {models.count_params(decoder) / 1e6:.1f}M params fp32; devices {jax.devices()}")
     print(f"cores: {os.cpu_count()}; sampled at temperature 1, {args.new_tokens} new tokens per row")
+    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (the launchers' CPU code generator setting: {codegen})")
     policy = FlaxPolicy(
         decoder, tokenizer, SamplingParams(temperature=1.0), pool_slots=1 << 15, max_rows=max(batches), eos_ids=()
     )
