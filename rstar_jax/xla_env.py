@@ -93,9 +93,11 @@ def knows_xla_flag(flag: str) -> bool:
             capture_output=True,
             timeout=120,
         )
-        ok = probe.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False  # not recorded: a slow or failed start says nothing about the flag
+    ok = probe.returncode == 0
+    if not ok and b"Unknown flag" not in probe.stderr:
+        return False  # not recorded either: the probe failed for another reason (memory, a broken install)
     known = (known if isinstance(known, dict) else {}) | {key: ok}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
