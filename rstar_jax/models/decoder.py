@@ -3,7 +3,8 @@
 Einsum letter legend:
     B batch, T query tokens of this call, S key slots (T without a cache, the cache length with one),
     D hidden size, F MLP width, V vocabulary (embedding rows), L layers,
-    N query heads, K key/value heads, G = N / K query heads per KV head, H head dim.
+    N query heads, K key/value heads, G = N / K query heads per KV head, H head dim;
+    decoding with a shared prefix (`Prefix`): P prompts, R = P x M rows (M samples per prompt), C prefix slots.
 
 Layer parameters are stacked on a leading `L` axis and the layer body runs under `jax.lax.scan`, so compile
 time does not grow with depth. Parameters and activations use `config.dtype`; attention scores, softmax,
@@ -13,6 +14,11 @@ the same q/k/v and gate/up parameters on load (see `hf_io.py`), so one code path
 Padding: `mask [B, T]` marks real tokens; padded keys are never attended to. Prompts may be left- or
 right-padded; `positions [B, T]` are supplied by the caller (e.g. `cumsum(mask) - 1`). With a cache, the T
 new tokens are written at slots `cache.index … cache.index + T - 1` for every row.
+
+Shared prefixes (decoding M samples of each of P prompts): the prompts' keys/values stay in one `Prefix`
+[L, P, C, K, H] that all M rows of a prompt read, and each row's cache holds only its generated tokens. Attention
+then reads each prompt's keys once for its M rows (a softmax over both parts, merged with one max and one sum)
+instead of M repeated copies: on the toy policy, 128 rows over 232-slot prompts, 22 -> 7.6 ms per decode step.
 """
 
 from __future__ import annotations
@@ -31,6 +37,15 @@ from rstar_jax.models.sharding import constrain, named_sharding, state_shardings
 
 _NEG = -1e30
 M = TypeVar("M", bound=nnx.Module)
+
+
+class Prefix(NamedTuple):
+    """Prompts' keys and values read by M rows each: k, v [L, P, C, K, H]; mask [P, C] bool, slot holds a real
+    token. Every prefix slot precedes every slot of the rows' own caches."""
+
+    k: jax.Array
+    v: jax.Array
+    mask: jax.Array
 
 
 class KVCache(NamedTuple):
@@ -107,10 +122,18 @@ class Trunk(nnx.Module):
         self.final_norm = _param(jnp.ones((config.hidden_size,)), ("norm",), config.dtype)
 
     def __call__(
-        self, tokens: jax.Array, positions: jax.Array, mask: jax.Array, cache: KVCache | None = None
+        self,
+        tokens: jax.Array,
+        positions: jax.Array,
+        mask: jax.Array,
+        cache: KVCache | None = None,
+        prefix: Prefix | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
-        """tokens, positions: [B, T] int; mask: [B, T] bool -> (hidden [B, T, D], updated cache or None)."""
+        """tokens, positions: [B, T] int; mask: [B, T] bool -> (hidden [B, T, D], updated cache or None).
+        `prefix` (with a cache only): keys/values of P = B / M prompts read before `cache` by rows p*M .. p*M+M-1."""
         c = self.config
+        if prefix is not None and cache is None:
+            raise ValueError("Trunk: a shared prefix needs a cache for the rows' own tokens")
         B, T = tokens.shape
         x = constrain(jnp.take(self.embed[...], tokens, axis=0), ("act_batch", "act_length", "act_embed"))
         cos, sin = _rope_tables(c, positions)  # [B, T, rotary_dim]
@@ -127,7 +150,8 @@ class Trunk(nnx.Module):
         def body(carry: tuple[jax.Array, Any], xs: tuple[dict[str, jax.Array], jax.Array]) -> tuple[Any, None]:
             h, kv = carry
             p, layer = xs
-            return _layer(c, p, h, cos, sin, allowed, kv, layer, None if cache is None else cache.index), None
+            index = None if cache is None else cache.index
+            return _layer(c, p, h, cos, sin, allowed, kv, layer, index, prefix), None
 
         # The whole cache rides in the scan carry and each layer writes its slice in place, so a decode step
         # touches only the new tokens' slots instead of rebuilding [L, B, S, K, H].
@@ -156,10 +180,16 @@ class Decoder(nnx.Module):
         )
 
     def __call__(
-        self, tokens: jax.Array, positions: jax.Array, mask: jax.Array, cache: KVCache | None = None
+        self,
+        tokens: jax.Array,
+        positions: jax.Array,
+        mask: jax.Array,
+        cache: KVCache | None = None,
+        prefix: Prefix | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
-        """tokens, positions: [B, T]; mask: [B, T] bool -> (logits [B, T, V] fp32, updated cache or None)."""
-        hidden, cache = self.trunk(tokens, positions, mask, cache)
+        """tokens, positions: [B, T]; mask: [B, T] bool -> (logits [B, T, V] fp32, updated cache or None);
+        `prefix`: see `Trunk`."""
+        hidden, cache = self.trunk(tokens, positions, mask, cache, prefix)
         return self.logits(hidden), cache
 
     def logits(self, hidden: jax.Array) -> jax.Array:
@@ -237,9 +267,11 @@ def _layer(
     kv: tuple[jax.Array, jax.Array] | None,
     layer: jax.Array,
     index: jax.Array | None,
+    prefix: Prefix | None = None,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
     """One pre-norm block. x: [B, T, D]; allowed: [B, T, S]; kv: the whole cache (k, v) [L, B, S, K, H] or
-    None; this block writes its new keys/values at [layer, :, index:index+T] and attends over [layer]."""
+    None; this block writes its new keys/values at [layer, :, index:index+T] and attends over [layer] (and over
+    `prefix`'s [layer] first when given)."""
     B, T, _ = x.shape
     G = c.num_heads // c.num_kv_heads
     h = _rms_norm(x, p["attn_norm"], c.rms_norm_eps)
@@ -261,8 +293,11 @@ def _layer(
     qg = q.reshape(B, T, c.num_kv_heads, G, c.head_dim)
     scores = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32) * c.head_dim**-0.5
     scores = jnp.where(allowed[:, None, None, :, :], scores, _NEG)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    attn = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v).reshape(B, T, c.num_heads, c.head_dim)
+    if prefix is None:
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        attn = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v).reshape(B, T, c.num_heads, c.head_dim)
+    else:
+        attn = _prefix_attention(c, prefix, layer, qg, scores, v).reshape(B, T, c.num_heads, c.head_dim)
     x = x + jnp.einsum("BTNH,NHD->BTD", attn, p["wo"])
     h = _rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
     gate = jnp.einsum("BTD,DF->BTF", h, p["w_gate"])
@@ -270,6 +305,32 @@ def _layer(
     act = constrain(jax.nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
     x = x + jnp.einsum("BTF,FD->BTD", act, p["w_down"])
     return constrain(x, ("act_batch", "act_length", "act_embed")), new_kv
+
+
+def _prefix_attention(
+    c: ModelConfig, prefix: Prefix, layer: jax.Array, qg: jax.Array, own: jax.Array, v: jax.Array
+) -> jax.Array:
+    """Attention of rows over their prompt's shared prefix and their own cache, one softmax over both.
+
+    qg [B, T, K, G, H] queries of B = P x M rows (row p*M + m is sample m of prompt p); own [B, K, G, T, S]: the
+    masked fp32 scores over the rows' own slots, whose values are v [B, S, K, H]. Returns [B, T, K, G, H].
+    """
+    B, T, K, G, H = qg.shape
+    P = prefix.mask.shape[0]
+    kp = jax.lax.dynamic_index_in_dim(prefix.k, layer, axis=0, keepdims=False)  # [P, C, K, H]
+    vp = jax.lax.dynamic_index_in_dim(prefix.v, layer, axis=0, keepdims=False)
+    qp = qg.reshape(P, B // P, T, K, G, H)
+    shared = jnp.einsum("PMTKGH,PCKH->PKMGTC", qp, kp, preferred_element_type=jnp.float32) * H**-0.5
+    shared = jnp.where(prefix.mask[:, None, None, None, None, :], shared, _NEG)
+    own = own.reshape(P, B // P, K, G, T, -1).transpose(0, 2, 1, 3, 4, 5)  # [P, K, M, G, T, S]
+    top = jnp.maximum(shared.max(-1), own.max(-1))[..., None]
+    e_shared, e_own = jnp.exp(shared - top), jnp.exp(own - top)
+    total = e_shared.sum(-1) + e_own.sum(-1)  # [P, K, M, G, T]
+    out = jnp.einsum("PKMGTC,PCKH->PMTKGH", e_shared.astype(vp.dtype), vp, preferred_element_type=jnp.float32)
+    e_own = e_own.transpose(0, 2, 1, 3, 4, 5).reshape(B, K, G, T, -1).astype(v.dtype)
+    out = out.reshape(B, T, K, G, H) + jnp.einsum("BKGTS,BSKH->BTKGH", e_own, v, preferred_element_type=jnp.float32)
+    norm = total.transpose(0, 2, 4, 1, 3).reshape(B, T, K, G)[..., None]
+    return (out / norm).astype(v.dtype)
 
 
 def init_model(cls: type[M], config: ModelConfig, seed: int, mesh: Mesh | None = None) -> M:

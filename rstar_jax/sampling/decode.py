@@ -3,12 +3,13 @@
 Sampling is greedy, temperature, top-k and top-p (nucleus), one PRNG key per row. The decode runs chunks of
 k steps under `lax.scan`.
 
-Shapes: B prompts, n samples per prompt, R = B * n rows, V vocabulary, S cache slots (C + T + G, see
-`kv_pool`), G decode slots, k tokens per chunk.
+Shapes: B prompts, n samples per prompt, R = B * n rows, V vocabulary, C + T prompt slots (see `kv_pool`),
+G decode slots, k tokens per chunk.
 
 Row (p, j) is sample j of prompt p. Its t-th generated token is drawn with key
 `fold_in(fold_in(key(seed_p), j), t)`, so it depends only on its prompt, seed, sample index and the model.
-The prompt's prefill is computed once and its cache repeated over the n rows of its samples.
+The prompt's prefill is computed once and its cache is shared by the n rows of its samples (`models.Prefix`):
+each row's own cache holds only its G decode slots, and attention reads the prompt's keys once for all n rows.
 The host gets tokens back once per chunk (one small `[R, k]` transfer), never per token.
 """
 
@@ -20,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rstar_jax.models import Decoder, KVCache, constrain
+from rstar_jax.models import Decoder, KVCache, Prefix, constrain
 
 _NEG = -1e30
 NONFINITE = -1  # the token `sample_tokens` returns for a row whose logits are not finite
@@ -146,9 +147,11 @@ def _append_slots(cache: KVCache, slots: int) -> KVCache:
 
 
 class DecodeState(NamedTuple):
-    """Loop state: cache [L, R, S, K, H]; last sampled tokens [R]; their positions [R]; row keys [R];
-    t [] int32, index of the next token to sample."""
+    """Loop state of R = P x n rows (row p*n + j is sample j of prompt p): prefix, the P prompts' keys/values
+    [L, P, C + T, K, H], read by their n rows; cache [L, R, G, K, H], each row's generated tokens; last sampled
+    tokens [R]; their positions [R]; row keys [R]; t [] int32, index of the next token to sample."""
 
+    prefix: Prefix
     cache: KVCache
     tokens: jax.Array
     positions: jax.Array
@@ -167,34 +170,52 @@ def start(
 ) -> DecodeState:
     """Decode state of R = B * n rows from the prefill of B prompts.
 
-    logits [B, V] of each prompt's last token; cache [L, B, C + T, K, H]; lengths [B] prompt lengths (the
-    first generated token's position); keys [R] row keys (see `row_keys`).
+    logits [B, V] of each prompt's last token; cache [L, B, C + T, K, H] (it becomes the shared prefix, not
+    repeated per row); lengths [B] prompt lengths (the first generated token's position); keys [R] row keys
+    (see `row_keys`).
     """
     rep = lambda x, axis: jnp.repeat(x, n, axis=axis)
-    rows = KVCache(k=rep(cache.k, 1), v=rep(cache.v, 1), mask=rep(cache.mask, 0), index=cache.index)
+    L, B, _, K, H = cache.k.shape
+    empty = KVCache(
+        k=jnp.zeros((L, B * n, 0, K, H), cache.k.dtype),
+        v=jnp.zeros((L, B * n, 0, K, H), cache.v.dtype),
+        mask=jnp.zeros((B * n, 0), bool),
+        index=jnp.zeros((), jnp.int32),
+    )
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
     first = sample_tokens(rep(logits, 0), step_keys, params)
-    return DecodeState(_append_slots(rows, decode_slots), first, rep(lengths, 0), keys, jnp.ones((), jnp.int32))
+    prefix = Prefix(constrain(cache.k, CACHE_AXES), constrain(cache.v, CACHE_AXES), cache.mask)
+    rows = _append_slots(empty, decode_slots)
+    return DecodeState(prefix, rows, first, rep(lengths, 0), keys, jnp.ones((), jnp.int32))
 
 
-def select_rows(state: DecodeState, rows: jax.Array) -> DecodeState:
-    """The decode state of rows [R'] (indices into the R rows of `state`, repeats allowed): drops finished rows
-    so later chunks run on fewer. Each row's tokens depend only on its own cache, position, key and t."""
+def select_prompts(state: DecodeState, prompts: jax.Array) -> DecodeState:
+    """The decode state of prompts [P'] (indices into the P prompts of `state`, repeats allowed) with all n rows
+    of each: drops prompts whose rows have all finished, so later chunks run on fewer. Each row's tokens depend
+    only on its prompt's prefix and its own cache, position, key and t."""
+    n = state.tokens.shape[0] // state.prefix.mask.shape[0]
+    rows = (prompts[:, None] * n + jnp.arange(n, dtype=prompts.dtype)[None]).reshape(-1)
+    take = lambda x, axis, idx: jnp.take(x, idx, axis=axis)
+    prefix = Prefix(
+        k=constrain(take(state.prefix.k, 1, prompts), CACHE_AXES),
+        v=constrain(take(state.prefix.v, 1, prompts), CACHE_AXES),
+        mask=take(state.prefix.mask, 0, prompts),
+    )
     cache = state.cache
     small = KVCache(
-        k=constrain(jnp.take(cache.k, rows, axis=1), CACHE_AXES),
-        v=constrain(jnp.take(cache.v, rows, axis=1), CACHE_AXES),
-        mask=jnp.take(cache.mask, rows, axis=0),
+        k=constrain(take(cache.k, 1, rows), CACHE_AXES),
+        v=constrain(take(cache.v, 1, rows), CACHE_AXES),
+        mask=take(cache.mask, 0, rows),
         index=cache.index,
     )
-    pick = lambda x: jnp.take(x, rows, axis=0)
-    return DecodeState(small, pick(state.tokens), pick(state.positions), pick(state.keys), state.t)
+    pick = lambda x: take(x, 0, rows)
+    return DecodeState(prefix, small, pick(state.tokens), pick(state.positions), pick(state.keys), state.t)
 
 
 def grow(state: DecodeState, slots: int) -> DecodeState:
-    """The state with `slots` more empty (masked) decode slots at the end of its cache: [L, R, S + slots, K, H].
-    Decoding starts with few slots and grows them only for rows that run long, since every step attends over
-    all S slots."""
+    """The state with `slots` more empty (masked) decode slots at the end of its rows' caches:
+    [L, R, G + slots, K, H]. Decoding starts with few slots and grows them only for rows that run long, since
+    every step attends over all G slots."""
     return state._replace(cache=_append_slots(state.cache, slots))
 
 
@@ -203,10 +224,10 @@ def chunk(model: Decoder, state: DecodeState, k: int, params: SamplingParams) ->
 
     def step(s: DecodeState, _: None) -> tuple[DecodeState, jax.Array]:
         R = s.tokens.shape[0]
-        logits, cache = model(s.tokens[:, None], s.positions[:, None], jnp.ones((R, 1), bool), s.cache)
+        logits, cache = model(s.tokens[:, None], s.positions[:, None], jnp.ones((R, 1), bool), s.cache, s.prefix)
         step_keys = jax.vmap(lambda key: jax.random.fold_in(key, s.t))(s.keys)
         nxt = sample_tokens(logits[:, 0], step_keys, params)
-        return DecodeState(cache, nxt, s.positions + 1, s.keys, s.t + 1), nxt
+        return s._replace(cache=cache, tokens=nxt, positions=s.positions + 1, t=s.t + 1), nxt
 
     state, tokens = jax.lax.scan(step, state, None, length=k)
     return state, tokens.T

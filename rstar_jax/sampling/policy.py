@@ -87,9 +87,9 @@ _PREFILL = jax.jit(
     _prefill_impl, static_argnames=("graphdef", "n", "decode_slots", "params"), donate_argnames=("pool",)
 )
 _CHUNK = jax.jit(_chunk_impl, static_argnames=("graphdef", "k", "params"), donate_argnames=("dstate",))
-_SELECT = jax.jit(decode.select_rows)
+_SELECT = jax.jit(decode.select_prompts)
 _GROW = jax.jit(decode.grow, static_argnames=("slots",))
-MIN_ROWS = 8  # finished rows are dropped between chunks down to this many (smaller batches save little)
+MIN_ROWS = 8  # finished prompts are dropped between chunks down to this many rows (smaller batches save little)
 
 
 class FlaxPolicy:
@@ -227,21 +227,22 @@ class FlaxPolicy:
             [StopScanner(self.tokenizer, stop, self.eos_ids, max_tokens, p) for _ in range(n)] for p in prompt_ids
         ]
         flat = [s for row in scanners for s in row]
-        live = list(range(len(flat)))  # device row r decodes flat[live[r]]
-        self._feed(flat, live, np.asarray(dstate.tokens)[:, None])
+        live = list(range(len(prompt_ids)))  # device prompt p decodes the n scanners of prompt live[p]
+        self._feed(flat, live, n, np.asarray(dstate.tokens)[:, None])
         for _ in range(-(-steps // k) if steps else 0):
-            running = [r for r, i in enumerate(live) if not flat[i].done]
+            running = [p for p, i in enumerate(live) if not all(s.done for s in scanners[i])]
             if not running:
                 break
-            size = bucket_rows(len(running), minimum=min(MIN_ROWS, dstate.tokens.shape[0]))
-            if size < dstate.tokens.shape[0]:  # finished rows leave the batch (extra slots repeat a live row)
+            floor = min(-(-MIN_ROWS // n), dstate.prefix.mask.shape[0])
+            size = bucket_rows(len(running), minimum=floor)
+            if size < dstate.prefix.mask.shape[0]:  # finished prompts leave the batch (extra ones repeat a live one)
                 dstate = _SELECT(dstate, jnp.asarray(running + running[:1] * (size - len(running)), jnp.int32))
-                live = [live[r] for r in running]
+                live = [live[p] for p in running]
             if used + k > slots:  # long rows: double the decode slots (only the first chunks pay for them all)
                 dstate, slots = _GROW(dstate, slots=slots), 2 * slots
             dstate, toks = _CHUNK(self._graphdef, self._state, dstate, k=k, params=self.sampling)
             used += k
-            self._feed(flat, live, np.asarray(toks))
+            self._feed(flat, live, n, np.asarray(toks))
         return scanners
 
     def clear_cache(self) -> None:
@@ -279,13 +280,16 @@ class FlaxPolicy:
         return prefill_s, time.perf_counter() - start
 
     @staticmethod
-    def _feed(scanners: list[StopScanner], live: list[int], tokens: np.ndarray) -> None:
-        """tokens [R_padded, k]: device row r goes to scanners[live[r]] (rows past `live` are padding)."""
-        broken = int(np.any(tokens[: len(live)] == decode.NONFINITE, axis=1).sum())
+    def _feed(scanners: list[StopScanner], live: list[int], n: int, tokens: np.ndarray) -> None:
+        """tokens [P_padded * n, k]: device row p*n + j goes to scanners[live[p]*n + j] (prompts past `live` are
+        padding; a finished row's tokens are ignored by its scanner)."""
+        real = tokens[: len(live) * n]
+        broken = int(np.any(real == decode.NONFINITE, axis=1).sum())
         if broken:
             raise FloatingPointError(
-                f"FlaxPolicy: the model's logits hold NaN or infinite values in {broken} of {len(live)} rows; its "
+                f"FlaxPolicy: the model's logits hold NaN or infinite values in {broken} of {len(real)} rows; its "
                 "weights or dtype are broken (float16 overflows easily: load it in bfloat16 or float32)"
             )
-        for i, row in zip(live, tokens, strict=False):
-            scanners[i].feed(row)
+        for p, i in enumerate(live):
+            for j in range(n):
+                scanners[i * n + j].feed(real[p * n + j])
