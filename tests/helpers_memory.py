@@ -48,7 +48,8 @@ def analyse(jitted: Any, kind: str, args: tuple, kwargs: dict) -> Compiled:
         tokens = rows * T
     else:  # a decode chunk: the prompts' shared prefix [L, P, C + T, K, H] and the rows' cache [L, R, G, K, H]
         dstate = args[2]
-        rows, width, tokens = dstate.cache.k.shape[1], dstate.prefix.k.shape[2] + dstate.cache.k.shape[2], 0
+        shared = 0 if dstate.prefix is None else dstate.prefix.k.shape[2]
+        rows, width, tokens = dstate.cache.k.shape[1], shared + dstate.cache.k.shape[2], 0
     return Compiled(kind, rows, tokens, width, ma.temp_size_in_bytes, ma.output_size_in_bytes, ma.alias_size_in_bytes)
 
 

@@ -83,6 +83,28 @@ def test_sampling_reproducible_and_seed_per_prompt_independent_of_batch(hf_pair)
     assert fresh.generate_ids([prompt], 4, 24, seed=[1235])[0] != alone
 
 
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_samples_sharing_their_prompts_cache_decode_as_a_prompt_decoded_alone(hf_pair, family):
+    """n > 1 reads each prompt's cache once for its n rows (`models.Prefix`); n = 1 keeps it in the row. Greedy,
+    every one of the n shared rows equals transformers' greedy; sampled, row (p, 0) draws with the same key as the
+    prompt decoded alone (n = 1), so the two must match token for token, over cached prefixes too."""
+    hf, greedy_policy, model = hf_pair[family]
+    tokens, mask, _ = ragged_batch(5, 13, TINY_VOCAB, seed=8, left=True)
+    prompts = [t[m].tolist() for t, m in zip(tokens, mask, strict=True)]
+    shared = greedy_policy.generate_ids(prompts, 3, NEW, seed=[0] * 5)
+    want = _hf_greedy(hf, prompts, NEW)
+    for j in range(3):
+        np.testing.assert_array_equal(np.array([r[j] for r in shared]), want)
+    sampled = FlaxPolicy(model, _NoTokenizer(), SamplingParams(1.0), pool_slots=4096, eos_ids=())
+    seeds = [21, 22, 23, 24, 25]
+    four = sampled.generate_ids(prompts, 4, 24, seed=seeds)
+    alone = FlaxPolicy(model, _NoTokenizer(), SamplingParams(1.0), pool_slots=4096, eos_ids=())
+    assert [r[0] for r in alone.generate_ids(prompts, 1, 24, seed=seeds)] == [r[0] for r in four]
+    children = [p + r[1][:6] for p, r in zip(prompts, four, strict=True)]  # their parents' prefixes are cached
+    again = sampled.generate_ids(children, 4, 24, seed=seeds)
+    assert [r[0] for r in alone.generate_ids(children, 1, 24, seed=seeds)] == [r[0] for r in again]
+
+
 def test_top_k_one_is_greedy_through_the_engine(hf_pair):
     _, greedy_policy, model = hf_pair["llama"]
     prompts = [[4, 9, 22, 31], [50, 3]]

@@ -233,9 +233,10 @@ class FlaxPolicy:
             running = [p for p, i in enumerate(live) if not all(s.done for s in scanners[i])]
             if not running:
                 break
-            floor = min(-(-MIN_ROWS // n), dstate.prefix.mask.shape[0])
+            prompts = dstate.tokens.shape[0] // n
+            floor = min(-(-MIN_ROWS // n), prompts)
             size = bucket_rows(len(running), minimum=floor)
-            if size < dstate.prefix.mask.shape[0]:  # finished prompts leave the batch (extra ones repeat a live one)
+            if size < prompts:  # finished prompts leave the batch (extra ones repeat a live one)
                 dstate = _SELECT(dstate, jnp.asarray(running + running[:1] * (size - len(running)), jnp.int32))
                 live = [live[p] for p in running]
             if used + k > slots:  # long rows: double the decode slots (only the first chunks pay for them all)
