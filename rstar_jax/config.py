@@ -214,6 +214,13 @@ class ModelSetup:
         "their peak memory (a longer prompt goes alone)",
         ge=256,
     )
+    length_buckets: int = _field(
+        4,
+        "prompt-length buckets per doubling of the policy and the PPM (a power of two): 1 pads prompts to powers of "
+        "two (fewest programs to compile), 4 to 64, 80, 96, 112, 128, 160, ... (less padded prefill and attention)",
+        ge=1,
+        le=64,
+    )
 
 
 @dataclasses.dataclass(slots=True)

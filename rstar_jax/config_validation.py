@@ -121,6 +121,9 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"config.data.train_file = {cfg.data.train_file!r} needs config.model.base (the HF directory each round's "
             "SFT starts from; the toy's tiny decoder only knows the toy domain), or config.run_rounds=false"
         )
+    buckets = cfg.model.length_buckets
+    if buckets & (buckets - 1):
+        raise ConfigError(f"config.model.length_buckets = {buckets}: must be a power of two (1, 2, 4, 8, ...)")
     sizes = {k: getattr(cfg.mesh, k) for k in ("data", "fsdp", "tensor")}
     for k, v in sizes.items():
         if v == 0:

@@ -109,6 +109,7 @@ class ModelCache:
                 pool_slots=self.cfg.model.pool_slots,
                 max_rows=self.cfg.model.max_rows,
                 prefill_tokens=self.cfg.model.prefill_tokens,
+                length_buckets=self.cfg.model.length_buckets,
             )
         return self._policies[key]
 
@@ -120,7 +121,12 @@ class ModelCache:
             tokenizer = models.load_tokenizer(model_dir, ppm.config)
             m = self.cfg.model
             self._ppms[key] = FlaxPPMScorer(
-                ppm, tokenizer, pool_slots=m.pool_slots, max_rows=m.max_rows, prefill_tokens=m.prefill_tokens
+                ppm,
+                tokenizer,
+                pool_slots=m.pool_slots,
+                max_rows=m.max_rows,
+                prefill_tokens=m.prefill_tokens,
+                length_buckets=m.length_buckets,
             )
         return self._ppms[key]
 

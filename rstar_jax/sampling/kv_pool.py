@@ -39,11 +39,24 @@ MIN_BUCKET = 16
 POOL_AXES = ("cache_layers", None, "cache_kv_heads", "cache_head_dim")  # [L, SLOTS, K, H] under a mesh
 
 
-def bucket(n: int, minimum: int = MIN_BUCKET) -> int:
-    """The static length used for `n`: the next power of two, at least `minimum` (0 stays 0)."""
+def bucket(n: int, minimum: int = MIN_BUCKET, per_octave: int = 1) -> int:
+    """The static length used for `n` (0 stays 0): the next power of two p, at least `minimum`; with
+    `per_octave` = m > 1 (a power of two) the next of the m lengths p/2 + j * p/(2m), j = 1 .. m, that split the
+    octave below p evenly (m = 4: 64, 80, 96, 112, 128, 160, ...), where those are multiples of 8 and above
+    `minimum` (shorter octaves keep powers of two). Finer buckets pad less and compile more programs."""
     if n <= 0:
         return 0
-    return max(minimum, 1 << (n - 1).bit_length())
+    p = max(minimum, 1 << (n - 1).bit_length())
+    step = p // (2 * per_octave)
+    if per_octave <= 1 or step < 8 or p <= minimum:
+        return p
+    return max(minimum, p // 2 + -(-(n - p // 2) // step) * step)
+
+
+def check_per_octave(per_octave: int, owner: str) -> None:
+    """Raises ValueError naming `owner` unless `per_octave` (length buckets per doubling) is a power of two."""
+    if per_octave < 1 or per_octave & (per_octave - 1):
+        raise ValueError(f"{owner}: length_buckets={per_octave} must be a power of two (1, 2, 4, 8, ...)")
 
 
 def bucket_rows(n: int, minimum: int = 1, multiple: int = 1) -> int:
@@ -73,12 +86,13 @@ def prefill_groups(
     prefill_tokens: int,
     max_rows: int,
     rows: Callable[[int], int] = bucket_rows,
+    per_octave: int = 1,
 ) -> list[tuple[int, int]]:
     """Cut `sequences` (token ids, in order) into contiguous groups `[lo, hi)` of one prefill call each.
 
-    A group has at most `max_rows` sequences and `rows(len(group)) * bucket(longest in group) <= prefill_tokens`
-    (`rows`: the caller's row bucketing); a single sequence over the budget goes alone. Greedy and in order, so
-    sequences that fit in `max_rows`-sized chunks give exactly those chunks.
+    A group has at most `max_rows` sequences and `rows(len(group)) * bucket(longest in group, per_octave=...)
+    <= prefill_tokens` (`rows`: the caller's row bucketing); a single sequence over the budget goes alone. Greedy
+    and in order, so sequences that fit in `max_rows`-sized chunks give exactly those chunks.
     """
     if prefill_tokens < 1 or max_rows < 1:
         raise ValueError(f"prefill_groups: prefill_tokens={prefill_tokens} and max_rows={max_rows} must be >= 1")
@@ -87,7 +101,7 @@ def prefill_groups(
     for i, seq in enumerate(sequences):
         grown = max(longest, len(seq))
         size = i - lo + 1
-        if size > 1 and (size > max_rows or rows(size) * bucket(grown) > prefill_tokens):
+        if size > 1 and (size > max_rows or rows(size) * bucket(grown, per_octave=per_octave) > prefill_tokens):
             groups.append((lo, i))
             lo, grown = i, len(seq)
         longest = grown
@@ -192,16 +206,17 @@ class PrefillBatch(NamedTuple):
     lengths: np.ndarray
 
 
-def plan_prefill(cache: PrefixCache, prompts: Sequence[Sequence[int]], rows: int) -> PrefillBatch:
-    """Reserve cache slots for `prompts` (token ids) and lay out one prefill of `rows` >= len(prompts) rows.
+def plan_prefill(cache: PrefixCache, prompts: Sequence[Sequence[int]], rows: int, per_octave: int = 1) -> PrefillBatch:
+    """Reserve cache slots for `prompts` (token ids) and lay out one prefill of `rows` >= len(prompts) rows;
+    T and C + T are `bucket(..., per_octave=per_octave)` lengths.
 
     The caller must call `cache.release()` once the prefill has run.
     """
     plans = [cache.plan(p) for p in prompts]
-    T = bucket(max(len(p) - c for p, (c, _, _) in zip(prompts, plans, strict=True)))
+    T = bucket(max(len(p) - c for p, (c, _, _) in zip(prompts, plans, strict=True)), per_octave=per_octave)
     longest_cached = max(c for c, _, _ in plans)
-    C = bucket(longest_cached + T) - T if longest_cached else 0  # C + T is a bucket: the decode shapes
-    # depend on it alone, not on how the prompt splits into cached and new tokens
+    # C + T is a bucket: the decode shapes depend on it alone, not on how the prompt splits into cached and new tokens
+    C = bucket(longest_cached + T, per_octave=per_octave) - T if longest_cached else 0
     prefix_slots = np.full((rows, C), SCRATCH_SLOT, np.int32)
     prefix_mask = np.zeros((rows, C), bool)
     tokens = np.zeros((rows, T), np.int32)

@@ -52,6 +52,7 @@ class FlaxPPMScorer:
       pool_slots: prefix-cache capacity in tokens.
       max_rows: at most this many texts per jitted call.
       prefill_tokens: at most this many padded tokens (rows x bucketed length) per jitted call.
+      length_buckets: text-length buckets per doubling (a power of two; see `FlaxPolicy`).
     """
 
     def __init__(
@@ -62,13 +63,16 @@ class FlaxPPMScorer:
         pool_slots: int = 32768,
         max_rows: int = 256,
         prefill_tokens: int = 16384,
+        length_buckets: int = 1,
     ):
+        kv_pool.check_per_octave(length_buckets, "FlaxPPMScorer")
         if max_rows < 1 or prefill_tokens < 1:
             raise ValueError(f"FlaxPPMScorer: max_rows={max_rows} and prefill_tokens={prefill_tokens} must be >= 1")
         self.config = ppm.config
         self.tokenizer = tokenizer
         self.max_rows = max_rows
         self.prefill_tokens = prefill_tokens
+        self.length_buckets = length_buckets
         self._graphdef, self._state = nnx.split(ppm)
         self.cache = PrefixCache(pool_slots)
         self.pool = kv_pool.KVPool.init(ppm.config, pool_slots)
@@ -98,9 +102,10 @@ class FlaxPPMScorer:
         out = []
         multiple = kv_pool.row_multiple()  # the mesh's batch shards (1 without a mesh)
         rows = lambda size: -(-kv_pool.bucket(size, minimum=1) // multiple) * multiple
-        for lo, hi in kv_pool.prefill_groups(token_ids, self.prefill_tokens, self.max_rows, rows):
+        groups = kv_pool.prefill_groups(token_ids, self.prefill_tokens, self.max_rows, rows, self.length_buckets)
+        for lo, hi in groups:
             part = token_ids[lo:hi]
-            batch = kv_pool.plan_prefill(self.cache, part, rows(len(part)))
+            batch = kv_pool.plan_prefill(self.cache, part, rows(len(part)), self.length_buckets)
             width = batch.prefix_slots.shape[1] + batch.tokens.shape[1]
             if self.config.sliding_window is not None and width > self.config.sliding_window:
                 self.cache.release()
