@@ -7,7 +7,8 @@
 
 - `ModelCache`: search policies (`FlaxPolicy`) and PPM scorers (`FlaxPPMScorer`) built from HF directories, loaded
   once per (directory, temperature), decoder weights shared between temperatures; `model.max_rows` and
-  `model.prefill_tokens` bound each call's rows and padded prompt tokens, hence its peak memory.
+  `model.prefill_tokens` bound each call's rows and padded prompt tokens, hence its peak memory, and
+  `model.length_buckets` sets how finely prompt lengths are padded.
 - `bootstrap_policy`: round 1's policy: the scripted toy teacher (toy, no `model.bootstrap`), an
   OpenAI-compatible endpoint (`model.endpoint`), or an HF checkpoint (`model.bootstrap`, else `model.base`)
   through the cache; `bootstrap_identity` names it for the trees stage's inputs; `bootstrap_prompt` is its

@@ -44,11 +44,13 @@ def bucket(n: int, minimum: int = MIN_BUCKET, per_octave: int = 1) -> int:
     `per_octave` = m > 1 (a power of two) the next of the m lengths p/2 + j * p/(2m), j = 1 .. m, that split the
     octave below p evenly (m = 4: 64, 80, 96, 112, 128, 160, ...), where those are multiples of 8 and above
     `minimum` (shorter octaves keep powers of two). Finer buckets pad less and compile more programs."""
+    if per_octave != 1:
+        check_per_octave(per_octave, "kv_pool.bucket")
     if n <= 0:
         return 0
     p = max(minimum, 1 << (n - 1).bit_length())
     step = p // (2 * per_octave)
-    if per_octave <= 1 or step < 8 or p <= minimum:
+    if step < 8 or p <= minimum:
         return p
     return max(minimum, p // 2 + -(-(n - p // 2) // step) * step)
 

@@ -95,7 +95,15 @@ def greedy_accuracy(cfg: RunConfig, model: Any, tokenizer: Any, problems: Sequen
     if not problems:
         return {}
     m, ex = cfg.model, cfg.execution
-    policy = FlaxPolicy(model, tokenizer, SamplingParams(temperature=0.0), pool_slots=m.pool_slots, max_rows=m.max_rows)
+    policy = FlaxPolicy(
+        model,
+        tokenizer,
+        SamplingParams(temperature=0.0),
+        pool_slots=m.pool_slots,
+        max_rows=m.max_rows,
+        prefill_tokens=m.prefill_tokens,
+        length_buckets=m.length_buckets,
+    )
     grader = ProjectGrader(cfg.grading.timeout_s, cfg.grading.percent_as_fraction)
     with Executor(timeout_s=ex.timeout_s, memory_mb=ex.memory_mb, workers=ex.workers or None) as executor:
         runs = sample_trajectories(
