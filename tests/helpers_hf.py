@@ -62,6 +62,15 @@ def make_hf_model(
     return model
 
 
+def hf_and_decoder(family: str, out_dir: str | Path) -> tuple[Any, Any]:
+    """(`make_hf_model(family, out_dir)` with its generation EOS disabled, our `Decoder` loaded from `out_dir`)."""
+    from rstar_jax.models import load_decoder
+
+    hf = make_hf_model(family, out_dir)
+    hf.generation_config.eos_token_id = None
+    return hf, load_decoder(out_dir)
+
+
 def ragged_batch(batch: int, length: int, vocab: int, seed: int, left: bool) -> tuple[np.ndarray, ...]:
     """Random prompts of lengths between 1 and `length`, padded with id 0 on the left or right.
 

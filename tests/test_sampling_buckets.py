@@ -6,13 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 from flax import nnx
-from helpers_hf import make_hf_model
+from helpers_hf import hf_and_decoder
 from test_sampling_policy import _hf_greedy, _NoTokenizer
 from test_sampling_prefix import _direct_values
 
 from configs import micro
 from rstar_jax.config_validation import ConfigError, validate
-from rstar_jax.models import PPM, load_decoder
+from rstar_jax.models import PPM
 from rstar_jax.sampling import FlaxPolicy, FlaxPPMScorer, SamplingParams, kv_pool
 
 
@@ -56,10 +56,7 @@ def layouts(monkeypatch):
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    path = tmp_path_factory.mktemp("llama")
-    hf = make_hf_model("llama", path)
-    hf.generation_config.eos_token_id = None
-    return hf, load_decoder(path)
+    return hf_and_decoder("llama", tmp_path_factory.mktemp("llama"))
 
 
 def test_greedy_tokens_with_quarter_octave_buckets_match_transformers_with_and_without_cached_prefixes(llama, layouts):

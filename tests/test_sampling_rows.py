@@ -1,10 +1,9 @@
 """FlaxPolicy's decode batch shrinks as rows finish and grows its decode slots for long rows: same tokens."""
 
 import pytest
-from helpers_hf import make_hf_model
+from helpers_hf import hf_and_decoder
 from test_sampling_policy import _hf_greedy, _NoTokenizer
 
-from rstar_jax.models import load_decoder
 from rstar_jax.sampling import FlaxPolicy, SamplingParams, kv_pool
 from rstar_jax.sampling import policy as policy_module
 
@@ -14,10 +13,7 @@ NEW = 70  # 5 chunks of 16 after the prefill's token: decode slots grow 32 -> 64
 
 @pytest.fixture(scope="module")
 def qwen2(tmp_path_factory):
-    path = tmp_path_factory.mktemp("qwen2")
-    hf = make_hf_model("qwen2", path)
-    hf.generation_config.eos_token_id = None
-    return hf, load_decoder(path)
+    return hf_and_decoder("qwen2", tmp_path_factory.mktemp("qwen2"))
 
 
 @pytest.fixture
