@@ -19,7 +19,6 @@ import ast
 import builtins
 import contextlib
 import dataclasses
-import errno
 import io
 import json
 import os
@@ -134,13 +133,13 @@ def execute(code: str, stdout: io.TextIOBase) -> dict[str, Any]:
                 stdout.write(f"{value}\n")
         stdout.flush()
     except SystemExit as exc:
-        if exc.code not in (None, 0):
-            return {"status": "exception", "error": _one_line(exc) if str(exc) else "SystemExit"}
+        code = exc.code  # compared without calling the program's own __eq__ / __str__
+        if not (code is None or (isinstance(code, int) and int.__eq__(code, 0) is True)):
+            return {"status": "exception", "error": _one_line(exc)}
     except MemoryError:
         return {"status": "memory", "error": "memory limit"}
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt etc. are the program's own errors
-        efbig = isinstance(exc, OSError) and exc.errno == errno.EFBIG
-        return {"status": "exception", "error": _one_line(exc), "efbig": efbig}
+        return {"status": "exception", "error": _one_line(exc)}
     return _OK
 
 
@@ -159,6 +158,7 @@ def run_child(
     try:
         _confine(cfg, workdir, zygote_pid)
         sys.stdin, sys.stdout, sys.stderr = streams
+        sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # the zygote's own would buffer and be lost
         sys.argv = ["<program>"]
         _, stdout, stderr = streams
         sys.set_int_max_str_digits(cfg.int_max_str_digits)

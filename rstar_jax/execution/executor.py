@@ -13,9 +13,9 @@ not depend on the flavour (see `routing.py`). A slot runs one program at a time.
 
 Dispatch: one thread per slot takes programs from a shared queue and, while the queue holds work for every
 slot, keeps a second program of the same flavour queued on its zygote, so the zygote forks the next child
-without waiting for the parent to wake up. A zygote
-that dies or stops answering is killed and replaced; its in-flight programs are re-queued, and a program
-whose zygote died twice is reported as INFRA_ERROR. `run_batch` is thread-safe (callers share the queue) and
+without waiting for the parent to wake up. A zygote that dies or stops answering is killed and replaced; its
+in-flight programs are re-queued, and a program whose zygote died twice while running it is reported as
+INFRA_ERROR (those queued behind it are not charged). `run_batch` is thread-safe (callers share the queue) and
 runs identical programs of one batch once. `close()` (or leaving the `with` block, or interpreter exit)
 SIGKILLs every zygote; a running program dies with its zygote (PDEATHSIG).
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from rstar_jax.execution import protocol
 from rstar_jax.execution.result import ExecResult, ExecStatus
 from rstar_jax.execution.routing import Flavour, route
 from rstar_jax.execution.worker import Settings, WorkerDied, ZygoteHandle, make_work_root, shutdown
@@ -51,6 +53,11 @@ class _Job:
     future: concurrent.futures.Future
     flavour: Flavour
     attempts: int = 0
+
+    @functools.cached_property
+    def request_bytes(self) -> int:
+        """The framed request's size in the pipe (ASCII JSON: up to 12 bytes per character of code)."""
+        return len(protocol.encode({"code": self.code}))
 
 
 _STOP = None  # queue sentinel: a dispatcher thread exits
@@ -255,7 +262,7 @@ class Executor:
                 if inflight and job.flavour is not inflight[0].flavour:
                     self._jobs.put(job)  # the other zygote of this slot: never two programs at once per slot
                     break
-                if inflight and sum(len(j.code) for j in inflight) + len(job.code) > _PIPE_BUDGET:
+                if inflight and sum(j.request_bytes for j in inflight) + job.request_bytes > _PIPE_BUDGET:
                     self._jobs.put(job)  # too large to queue behind the others without risking a full pipe
                     break
                 inflight.append(job)
@@ -281,8 +288,8 @@ class Executor:
         """Re-queue or fail the in-flight jobs of a dead zygote and start its replacement (False if closed)."""
         dead = self._slots[slot][flavour]
         dead.kill()
+        inflight[0].attempts += 1  # the program that was running; those queued behind it are not charged
         for job in inflight:
-            job.attempts += 1
             if self._closing.is_set() or job.attempts >= _ATTEMPTS:
                 error = "executor closed" if self._closing.is_set() else f"worker died twice: {exc}"
                 job.future.set_result(ExecResult(False, "", error, 0.0, ExecStatus.INFRA_ERROR))
