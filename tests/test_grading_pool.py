@@ -134,7 +134,7 @@ def test_batch_rejects_misaligned_inputs(pool):
         answers_match_batch(["1", "2"], ["1"], pool=pool)
 
 
-@pytest.mark.parametrize(("pred", "ref"), [(5, "5"), ("5", {"a": 1}), ("5", [None])])
+@pytest.mark.parametrize(("pred", "ref"), [(5, "5"), ("5", {"a": 1}), ("5", [1j]), ("5", b"5")])
 def test_bad_types_name_the_module(pool, pred, ref):
     with pytest.raises(TypeError, match="grader.py"):
         answers_match(pred, ref, pool=pool)

@@ -30,8 +30,17 @@ def default_pool() -> GraderPool:
         return _DEFAULT_POOL
 
 
-def _references(ref: Reference) -> list[str]:
-    """A reference answer or list of alternatives as a list of strings; ints/floats are `str()`-ed."""
+def _references(ref: Reference | None) -> list[str]:
+    """A reference answer or list of alternatives as a list of strings; ints/floats are `str()`-ed; None (the
+    whole reference or one alternative) is no reference and matches nothing. `bytes` are refused: they are
+    a sequence of ints, and `b"12"` must not become the alternatives 49 and 50."""
+    if ref is None:
+        return []
+    if isinstance(ref, bytes | bytearray | memoryview):
+        raise TypeError(
+            f"rstar_jax/grading/grader.py: ref must be str or a sequence of str, got {type(ref).__name__} "
+            f"{bytes(ref)[:40]!r} (decode it first)"
+        )
     if isinstance(ref, str | int | float):
         items = [ref]
     elif isinstance(ref, Sequence):
@@ -40,6 +49,8 @@ def _references(ref: Reference) -> list[str]:
         raise TypeError(f"rstar_jax/grading/grader.py: ref must be str or a sequence of str, got {type(ref).__name__}")
     out = []
     for item in items:
+        if item is None:
+            continue
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise TypeError(
                 f"rstar_jax/grading/grader.py: reference answers must be str (or a sequence of str), "
@@ -51,7 +62,7 @@ def _references(ref: Reference) -> list[str]:
 
 def answers_match(
     pred: str | None,
-    ref: Reference,
+    ref: Reference | None,
     *,
     timeout_s: float = 5.0,
     percent_as_fraction: bool = True,
@@ -62,7 +73,7 @@ def answers_match(
 
     Args:
       pred: extracted answer (e.g. from `extract_answer`); None never matches.
-      ref: reference answer, or a sequence of acceptable answers.
+      ref: reference answer, or a sequence of acceptable answers; None (or a None element) never matches.
       timeout_s: hard limit on the symbolic check, in seconds; past it the answer counts as wrong.
       percent_as_fraction: whether `50%` may also mean 0.5 (it always matches 50).
       pool: worker pool to use; the shared `default_pool()` when None.
@@ -87,7 +98,7 @@ def answers_match(
 
 def answers_match_batch(
     preds: Sequence[str | None],
-    refs: Sequence[Reference],
+    refs: Sequence[Reference | None],
     *,
     timeout_s: float = 5.0,
     percent_as_fraction: bool = True,

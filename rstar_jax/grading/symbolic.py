@@ -8,9 +8,14 @@ expression extractor runs sympy's `parse_expr`, i.e. `eval`, on model text.
 False-positive guard. math-verify's `sympy_numeric_eq` ends with `(a - b).evalf(chop=True) == 0`; `chop`
 rounds tiny magnitudes to zero, so `1/2004!` "equals" `1/2006!`, and its float branch rounds to 6 decimal
 places, so `1e-7` "equals" `2e-7`. `install_numeric_guard()` replaces that one function, inside this
-process only, by `guarded_numeric_eq`: exact values must be exactly equal (rationals) or have a difference
-that sympy's adaptive evalf cannot tell from zero at 600 digits; decimals follow the shared rule
+process only, by `guarded_numeric_eq`: exact values must be exactly equal (rationals), or have a difference
+that sympy's adaptive evalf finds to be exactly zero or, where evalf gives up, that sympy can prove zero
+(simplify, minimal polynomial); a decimal literal inside a larger expression is read as the exact rational it
+spells (`10^{6}+0.5` != `10^{6}`); a plain decimal follows the shared rule
 `rstar_jax.grading.normalize.numbers_close`.
+
+Imaginary unit. latex2sympy reads `i` as a plain symbol, so `\\frac{3+4i}{5}` and `\\frac35+\\frac45 i` differ
+for it; `symbolic_match` maps a free symbol named `i` to `sympy.I` on both sides.
 """
 
 from __future__ import annotations
@@ -20,22 +25,31 @@ import re
 from fractions import Fraction
 
 import math_verify.grader
+import mpmath
 import sympy
 from latex2sympy2_extended import latex2sympy
 from math_verify import LatexExtractionConfig, parse, verify
 from sympy.core.evalf import PrecisionExhausted
+from sympy.core.relational import Relational
+from sympy.logic.boolalg import BooleanAtom
 
-from rstar_jax.grading.normalize import clean_unicode, normalize, numbers_close
+from rstar_jax.grading.normalize import braces_balanced, canonical_latex, list_reading, normalize, numbers_close
 
 _EVAL_DIGITS = 60
 _MAX_EVAL_DIGITS = 600
-_MIXED_REL_TOL = Fraction(1, 10**6)  # expressions that contain a decimal somewhere, e.g. 1.5 * 10^3
 _EXTRACTION = (LatexExtractionConfig(),)
 _SCI = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))[eE]([+-]?\d+)$")
 _PERCENT = re.compile(r"\\?%")
 _ONE_HUNDREDTH = sympy.UnevaluatedExpr(sympy.Rational(1, 100))
+_ZERO_PROBE = sympy.Symbol("_zero_probe")
 
 Number = tuple[Fraction, Fraction]  # (real part, imaginary part)
+
+
+def _float_fraction(value: sympy.Float) -> Fraction:
+    """The decimal a parsed literal spells, exactly: latex2sympy keeps every written digit (`Float(str)` takes
+    its precision from the string), and `str` gives them back."""
+    return Fraction(str(value))
 
 
 def _float_decimals(value: sympy.Float) -> int:
@@ -47,11 +61,18 @@ def _float_decimals(value: sympy.Float) -> int:
     return decimals - int(exponent or "0")
 
 
-def _numeric_parts(expr: sympy.Basic) -> Number | None:
-    """Real and imaginary parts of a closed-form number at `_EVAL_DIGITS` digits, None if not a finite number."""
+def _eval_digits(*exprs: sympy.Basic) -> int:
+    """Working precision: `_EVAL_DIGITS`, or more when a decimal literal has more significant digits (a
+    72-digit decimal must not be rounded to 60 digits before it is compared)."""
+    digits = [mpmath.libmp.prec_to_dps(f._prec) for e in exprs for f in e.atoms(sympy.Float)]
+    return max([_EVAL_DIGITS, *(d + 10 for d in digits)])
+
+
+def _numeric_parts(expr: sympy.Basic, digits: int = _EVAL_DIGITS) -> Number | None:
+    """Real and imaginary parts of a closed-form number at `digits` digits, None if not a finite number."""
     if not isinstance(expr, sympy.Expr) or expr.free_symbols:
         return None
-    value = sympy.N(expr, _EVAL_DIGITS)
+    value = sympy.N(expr, digits)
     real, imag = value.as_real_imag()
     parts = []
     for part in (real, imag):
@@ -65,11 +86,25 @@ def _numeric_parts(expr: sympy.Basic) -> Number | None:
     return parts[0], parts[1]
 
 
+def _provably_zero(diff: sympy.Expr) -> bool:
+    """True only when sympy proves `diff` == 0 symbolically (never from a numeric estimate)."""
+    try:
+        if sympy.simplify(diff) == 0:
+            return True
+    except Exception:  # noqa: BLE001 - sympy raises many types on odd input
+        pass
+    try:
+        return sympy.minimal_polynomial(diff, _ZERO_PROBE) == _ZERO_PROBE
+    except Exception:  # noqa: BLE001 - NotAlgebraic for transcendental values, and others
+        return False
+
+
 def _exact_equal(x: sympy.Basic, y: sympy.Basic) -> bool:
     """Equality of two exact closed forms. Rationals compare exactly (`10^{100}` != `10^{100}+1`); other
     values by evaluating x - y to `_EVAL_DIGITS` significant digits with sympy's adaptive evalf: a
-    non-zero difference of any size (`1/2004! - 1/2006!`) evaluates to a non-zero number, while an exact
-    cancellation (`(sqrt2 + sqrt3)^2 - (5 + 2 sqrt6)`) exhausts the precision budget, which means zero."""
+    non-zero difference of any size (`1/2004! - 1/2006!`) evaluates to a non-zero number. When evalf runs out
+    of precision, the difference is either an exact cancellation (`(sqrt2 + sqrt3)^2 - (5 + 2 sqrt6)`) or
+    beyond reach (`sin(2^1000) - 3`): equal only if sympy proves it (`_provably_zero`)."""
     if not isinstance(x, sympy.Expr) or not isinstance(y, sympy.Expr) or x.free_symbols or y.free_symbols:
         return False
     x, y = x.doit(), y.doit()
@@ -78,29 +113,52 @@ def _exact_equal(x: sympy.Basic, y: sympy.Basic) -> bool:
     try:
         diff = sympy.N(x - y, _EVAL_DIGITS, maxn=_MAX_EVAL_DIGITS, strict=True)
     except PrecisionExhausted:
-        return True
+        return _provably_zero(x - y)
     return bool(diff == 0)
 
 
-def _precision(expr: sympy.Basic) -> tuple[bool, int | None]:
-    """(contains a decimal, decimals when the whole expression is one decimal literal)."""
+def _exact_decimals(expr: sympy.Basic) -> sympy.Basic:
+    """Every decimal literal of an expression replaced by the exact rational it spells (`0.5` -> 1/2)."""
+    exact = {f: _float_fraction(f) for f in expr.atoms(sympy.Float)}
+    return expr.xreplace({f: sympy.Rational(q.numerator, q.denominator) for f, q in exact.items()})
+
+
+def _plain_decimal(expr: sympy.Basic) -> tuple[Fraction, int] | None:
+    """(exact value, decimals) of a plain decimal: one literal (`0.333333`), also in scientific form
+    (`-1.2676506 \\times 10^{30}`, decimals 7 - 30), the way `parse_plain_number` reads it; else None."""
     if isinstance(expr, sympy.Float):
-        return True, _float_decimals(expr)
-    return bool(expr.atoms(sympy.Float)), None
+        return _float_fraction(expr), _float_decimals(expr)
+    if not isinstance(expr, sympy.Mul) or len(expr.args) > 3:
+        return None
+    floats = [a for a in expr.args if isinstance(a, sympy.Float)]
+    powers = [a for a in expr.args if isinstance(a, sympy.Pow) and a.base == 10 and a.exp.is_Integer]
+    signs = [a for a in expr.args if a == -1]
+    if len(floats) != 1 or len(powers) != 1 or len(expr.args) != 2 + len(signs) or abs(powers[0].exp) > 9999:
+        return None
+    exponent = int(powers[0].exp)
+    value = _float_fraction(floats[0]) * Fraction(10) ** exponent
+    return (-value if signs else value), _float_decimals(floats[0]) - exponent
 
 
 def scalar_close(x: sympy.Basic, y: sympy.Basic) -> bool:
-    """Numeric closeness of two closed-form scalars under the shared policy; False when either has symbols."""
-    approx_x, dec_x = _precision(x)
-    approx_y, dec_y = _precision(y)
-    if not approx_x and not approx_y:
+    """Numeric closeness of two closed-form scalars under the shared policy; False when either has symbols.
+
+    A plain decimal (`_plain_decimal`) is an approximation (`numbers_close`); a decimal inside any other
+    expression is exact (`3.0000001 + 0` != 3, `2 \\times 500000.25` != 10^6)."""
+    plain_x, plain_y = _plain_decimal(x), _plain_decimal(y)
+    if plain_x is None:
+        x = _exact_decimals(x)
+    if plain_y is None:
+        y = _exact_decimals(y)
+    if plain_x is None and plain_y is None:
         return _exact_equal(x, y)
-    px, py = _numeric_parts(x), _numeric_parts(y)
+    digits = _eval_digits(x, y)
+    px = (plain_x[0], Fraction(0)) if plain_x is not None else _numeric_parts(x, digits)
+    py = (plain_y[0], Fraction(0)) if plain_y is not None else _numeric_parts(y, digits)
     if px is None or py is None:
         return False
-    if (approx_x and dec_x is None) or (approx_y and dec_y is None):  # a decimal inside a larger expression
-        scale = max(abs(px[0]), abs(px[1]), abs(py[0]), abs(py[1]))
-        return all(abs(a - b) <= _MIXED_REL_TOL * scale for a, b in zip(px, py, strict=True))
+    dec_x = plain_x[1] if plain_x is not None else None
+    dec_y = plain_y[1] if plain_y is not None else None
     return all(numbers_close(a, b, dec_x, dec_y) for a, b in zip(px, py, strict=True))
 
 
@@ -139,9 +197,10 @@ def install_numeric_guard() -> None:
 
 
 def prepare(answer: str, percent_as_fraction: bool) -> str:
-    """Pre-normalise one answer for math-verify: `1.5e3` -> `1.5\\times10^{3}`; drop `%` when percentages are
-    not read as fractions (so `50%` can only mean 50)."""
-    text = clean_unicode(answer).strip()
+    """Pre-normalise one answer for math-verify: `canonical_latex` (`\\approx 3.14` -> `3.14`, `2\\mathrm{i}` ->
+    `2i`, which math-verify would read as 2 with a unit), `1.5e3` -> `1.5\\times10^{3}`; drop `%` when
+    percentages are not read as fractions (so `50%` can only mean 50)."""
+    text = canonical_latex(answer).strip()
     sci = _SCI.match(text)
     if sci is not None:
         text = f"{sci.group(1)}\\times10^{{{sci.group(2)}}}"
@@ -160,7 +219,25 @@ def _fallback_expr(answer: str) -> sympy.Basic | None:
         expr = latex2sympy(normalize(answer))
     except Exception:  # noqa: BLE001 - any parser failure means "not parseable"
         return None
-    return expr if isinstance(expr, sympy.Expr) else None
+    return _imaginary_unit(expr) if isinstance(expr, sympy.Expr) else None
+
+
+def _imaginary_unit(item):
+    """A free symbol named `i` becomes `sympy.I` (`\\frac{3+4i}{5}` is a complex number, not a polynomial in i).
+    A relation keeps its form (`x = 2i` must not be decided False because x is real); where the substitution is
+    not possible (an interval `[i, 2]` cannot be complex) or decides a chain (`i^4 = 1` -> True) the item is kept
+    as parsed."""
+    if not isinstance(item, sympy.Basic | sympy.MatrixBase):
+        return item
+    try:
+        if isinstance(item, Relational):
+            return item.func(_imaginary_unit(item.lhs), _imaginary_unit(item.rhs), evaluate=False)
+        symbols = {s: sympy.I for s in item.free_symbols if isinstance(s, sympy.Symbol) and s.name == "i"}
+        replaced = item.subs(symbols) if symbols else item
+    except Exception:  # noqa: BLE001 - sympy refuses some substitutions (ValueError for intervals, ...)
+        return item
+    # An equation chain `i^{117} = i` would collapse to the constant True, which equals every other true one.
+    return item if isinstance(replaced, BooleanAtom) else replaced
 
 
 def _has_sympy(parsed: list) -> bool:
@@ -170,8 +247,12 @@ def _has_sympy(parsed: list) -> bool:
 def symbolic_match(pred: str, ref: str, percent_as_fraction: bool) -> bool:
     """True when `pred` is mathematically equivalent to `ref` (single reference). May be slow: callers run
     it in the worker under a hard time limit. `install_numeric_guard()` must have been called."""
+    if not braces_balanced(pred):  # `5} + 1` inside `\\boxed{...}` would be read as `5`
+        return False
     pred_s, ref_s = prepare(pred, percent_as_fraction), prepare(ref, percent_as_fraction)
-    gold, target = _parse(ref_s), _parse(pred_s)
+    pred_s, ref_s = list_reading(pred_s, ref_s), list_reading(ref_s, pred_s)  # `70,110` vs `110, 70`
+    gold = [_imaginary_unit(g) for g in _parse(ref_s)]
+    target = [_imaginary_unit(t) for t in _parse(pred_s)]
     if verify(gold, target, timeout_seconds=None):
         return True
     if _has_sympy(gold) and _has_sympy(target):
