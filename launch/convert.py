@@ -23,6 +23,9 @@ _OUT = flags.DEFINE_string("out", None, "HF directory to write (replaced if it e
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    from rstar_jax.workdir import check_output_dir
+
+    check_output_dir(_OUT.value, f"--out={_OUT.value}")  # a file there is refused, never replaced
     import transformers
 
     from rstar_jax import models

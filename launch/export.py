@@ -33,6 +33,9 @@ def main(argv: list[str]) -> None:
     if not flags.FLAGS.verbose:
         logging.get_absl_handler().addFilter(_quiet_orbax)
     from rstar_jax.train.export import export_run
+    from rstar_jax.workdir import check_output_dir
+
+    check_output_dir(_OUT.value, f"--out={_OUT.value}")  # a file there is refused, never replaced
 
     done = export_run(_CKPT.value, _OUT.value, _STEP.value)
     kind = "PPM (*ForSequenceClassification, pre-tanh score)" if done.head == "value" else "policy (*ForCausalLM)"

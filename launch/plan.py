@@ -29,6 +29,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = cli.parsed_config(_CONFIG)
+    if _DEVICES.value < 0:
+        raise cli.UsageExit(f"--devices={_DEVICES.value}: give the run's device count (>= 1), or 0 for config.mesh's")
+    if not (math.isfinite(_HBM.value) and _HBM.value > 0):
+        raise cli.UsageExit(f"--hbm_gb={_HBM.value}: the memory of one device in GB must be a positive number")
     sizes = (cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     n = _DEVICES.value or (math.prod(sizes) if -1 not in sizes else 0)
     if n < 1:
@@ -37,6 +41,8 @@ def main(argv: list[str]) -> None:
     import jax
 
     jax.config.update("jax_num_cpu_devices", n)
+    from flax import nnx
+
     from rstar_jax import models
     from rstar_jax.devices import run_mesh
     from rstar_jax.memory_plan import format_plan, memory_plan
@@ -51,6 +57,8 @@ def main(argv: list[str]) -> None:
         shapes = ", ".join(s.value for s in ModelShape)
         raise cli.UsageExit(f"config.model.base = {base!r}: give an HF directory with a config.json or one of {shapes}")
     mesh = run_mesh(cfg.mesh, jax.devices()[:n])
+    # a mesh that does not divide the model's parameters: `ShardingError` names the parameter and config.mesh's key
+    models.state_shardings(nnx.state(models.abstract_decoder(config)), mesh)
     title = f"{what} on {n} devices, mesh {dict(mesh.shape)}"
     print(format_plan(memory_plan(cfg, config, mesh, compiled=_XLA.value), _HBM.value, title))
 

@@ -18,8 +18,9 @@ def main(argv: list[str]) -> None:
     cfg = cli.parsed_config(_CONFIG)
     from pathlib import Path
 
-    from rstar_jax.toy.base_build import build_base
+    from rstar_jax.toy.base_build import build_base, export_dir
 
+    export_dir(cfg)  # config.toy_base.out: a file there, or an unwritable place, is refused before any work
     with WorkdirLock(cfg.workdir):
         setup_logging(Path(cfg.workdir).expanduser() / "logs", "pretrain")
         manifest = build_base(cfg)

@@ -12,9 +12,12 @@ hold ends with one line `error: ...` naming the flag, the file and the line or i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from absl import flags
 
 from rstar_jax import cli, viewer
+from rstar_jax.workdir import check_writable_dir
 
 _TREES = flags.DEFINE_string("trees", None, "tree file (JSONL, one search tree per line)")
 _IDS = flags.DEFINE_multi_string("id", [], "problem id to show (repeatable); default: every problem of the file")
@@ -28,6 +31,9 @@ def main(argv: list[str]) -> None:
         raise cli.UsageExit(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _TREES.value:
         raise cli.UsageExit("--trees=FILE is required (e.g. --trees=workdir/tiny/round_1/trees/trees.jsonl)")
+    if Path(_OUT.value).is_dir():
+        raise cli.UsageExit(f"--out={_OUT.value}: is a directory; give the HTML file to write, e.g. --out=trees.html")
+    check_writable_dir(Path(_OUT.value).expanduser().resolve().parent, f"--out={_OUT.value}")
     try:
         out = viewer.write_viewer(
             _TREES.value, _OUT.value, ids=_IDS.value, margin=_MARGIN.value, per_problem=_PER_PROBLEM.value

@@ -28,6 +28,9 @@ file only (`workdir.quiet_console`).
 
 import dataclasses
 import difflib
+import errno
+import importlib.machinery
+import importlib.util
 import json
 import sys
 import traceback
@@ -46,6 +49,7 @@ from rstar_jax.workdir import WorkdirBusy, log_failure, quiet_console
 __all__ = [
     "UsageExit",
     "check_config_file",
+    "check_config_result",
     "check_override_keys",
     "define_config_flag",
     "one_line",
@@ -145,9 +149,38 @@ def check_config_file(argv: Sequence[str]) -> None:
         raise UsageExit(f"config file {path} {what} (--{_FLAG}={spec}); the shipped ones are configs/*.py")
 
 
+def _type_name(value: object) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def check_config_result(argv: Sequence[str]) -> None:
+    """Raises `UsageExit` when the `--config` file fails to load, or its `get_config()` raises or returns anything but
+    a `RunConfig`, naming the file and the cause's one-line message (before ml_collections applies the overrides)."""
+    spec = _config_spec(argv)
+    if not spec:
+        return
+    path, *args = [spec] if Path(spec).is_file() else spec.split(":", 1)
+    try:
+        loader = importlib.machinery.SourceFileLoader("_rstar_checked_config", path)  # as ml_collections loads it
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+        sys.modules[loader.name] = module  # dataclasses defined in the file look their module up
+        loader.exec_module(module)
+        get_config = getattr(module, "get_config", None)
+        if not callable(get_config):
+            raise UsageExit(f"config file {path}: defines no get_config() (it must return a RunConfig)")
+        result = get_config(*args)
+    except UsageExit:
+        raise
+    except Exception as e:  # the error is inside the config file: name it and the cause, in one line
+        raise UsageExit(f"config file {path}: {type(e).__name__}: {one_line(str(e))}") from None
+    if not isinstance(result, RunConfig):
+        raise UsageExit(f"config file {path}: get_config() returned {_type_name(result)}, expected RunConfig")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     check_config_file(argv)
     check_override_keys(argv)
+    check_config_result(argv)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
@@ -161,7 +194,7 @@ def parsed_config(holder: typing.Any) -> RunConfig:
     """The validated config behind `--config`; exits with status 2 and a message naming the key when invalid."""
     cfg = holder.value
     path = flags.FLAGS[holder.name].config_filename if holder.present else None
-    if cfg is None:
+    if cfg is None and path is None:
         raise UsageExit(f"--{_FLAG}=configs/<name>.py is required (e.g. --{_FLAG}=configs/tiny.py).")
     if not isinstance(cfg, RunConfig):
         try:
@@ -169,6 +202,9 @@ def parsed_config(holder: typing.Any) -> RunConfig:
         except OSError as e:
             cause = e.__cause__ or e
             raise UsageExit(f"config file {path}: {type(cause).__name__}: {one_line(str(cause))}") from None
+        except Exception:  # a dict, a ConfigDict, ...: the type check below names it
+            pass
+        raise UsageExit(f"config file {path}: get_config() returned {_type_name(cfg)}, expected RunConfig")
     try:
         cfg = validate(cfg)
     except ConfigError as e:
@@ -186,10 +222,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ConfigError,
         WorkdirBusy,
         FloatingPointError,  # train.NonFiniteError and its stage-named wrapper
-        FileNotFoundError,
-        NotADirectoryError,
-        IsADirectoryError,
-        PermissionError,
+        OSError,  # a missing, unreadable or unwritable path (read-only file system, a file where a directory goes)
         json.JSONDecodeError,
     ]
     if "rstar_jax.evolve.stages" in sys.modules:  # it imports jax: a config error is reported without it
@@ -203,17 +236,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
     if "rstar_jax.models" in sys.modules:
         from rstar_jax.models.config import ConfigError as ModelConfigError
         from rstar_jax.models.hf_io import WeightsError
+        from rstar_jax.models.sharding import ShardingError
         from rstar_jax.models.tokenizer import TokenizerError
 
-        found += [ModelConfigError, WeightsError, TokenizerError]
+        found += [ModelConfigError, WeightsError, TokenizerError, ShardingError]
     if "rstar_jax.checkpoint" in sys.modules:
         from rstar_jax.checkpoint import CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError
 
         found += [CheckpointCorruptError, CheckpointMismatchError, CheckpointNotFoundError]
     if "rstar_jax.train" in sys.modules:
-        from rstar_jax.train import Preempted
+        from rstar_jax.train import Preempted, RecordError
 
-        found.append(Preempted)  # saved; the same command resumes
+        found += [Preempted, RecordError]  # Preempted: saved; the same command resumes
     if "rstar_jax.sampling.remote" in sys.modules:
         from rstar_jax.sampling.remote import CompletionsError
 
@@ -225,13 +259,23 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _message(exc: BaseException) -> str:
+    """The one-line message of a user error; an OS error raised by the standard library (`[Errno 30] Read-only
+    file system: 'x'`) reads `x: Read-only file system (errno EROFS)`, its path first."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        name = errno.errorcode.get(exc.errno or 0, "")
+        second = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+        return one_line(f"{exc.filename}{second}: {exc.strerror}" + (f" (errno {name})" if name else ""))
+    return one_line(str(exc)) or type(exc).__name__
+
+
 def _guarded(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
     def guarded(argv: list[str]) -> object:
         quiet_console(not _VERBOSE.value)
         try:
             return main(argv)
         except user_errors() as exc:
-            message = one_line(str(exc)) or type(exc).__name__
+            message = _message(exc)
             log_failure(f"error: {message}", exc)
             if _VERBOSE.value:
                 traceback.print_exc()

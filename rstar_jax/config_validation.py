@@ -121,6 +121,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"config.data.train_file = {cfg.data.train_file!r} needs config.model.base (the HF directory each round's "
             "SFT starts from; the toy's tiny decoder only knows the toy domain), or config.run_rounds=false"
         )
+    _validate_toy_model(cfg)
     buckets = cfg.model.length_buckets
     if buckets & (buckets - 1):
         raise ConfigError(f"config.model.length_buckets = {buckets}: must be a power of two (1, 2, 4, 8, ...)")
@@ -133,6 +134,26 @@ def validate(cfg: RunConfig) -> RunConfig:
     _validate_benchmarks(cfg.data.eval_benchmarks)
     _validate_eval(cfg)
     return cfg
+
+
+def _validate_toy_model(cfg: RunConfig) -> None:
+    """Section `toy_model`: the tiny decoder's heads divide its width, KV heads divide the heads, head_dim is even."""
+    m = cfg.toy_model
+    if m.hidden % m.heads:
+        raise ConfigError(
+            f"config.toy_model.heads = {m.heads}: must divide config.toy_model.hidden = {m.hidden} "
+            "(head_dim = hidden / heads)"
+        )
+    if m.heads % m.kv_heads:
+        raise ConfigError(
+            f"config.toy_model.kv_heads = {m.kv_heads}: must divide config.toy_model.heads = {m.heads} "
+            "(grouped-query attention)"
+        )
+    if (m.hidden // m.heads) % 2:
+        raise ConfigError(
+            f"config.toy_model.hidden = {m.hidden}: head_dim = hidden / heads = {m.hidden // m.heads} must be even "
+            f"(RoPE rotates pairs; config.toy_model.heads = {m.heads})"
+        )
 
 
 def _validate_benchmarks(names: tuple[str, ...]) -> None:

@@ -39,6 +39,8 @@ __all__ = [
     "WorkdirLock",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output_dir",
+    "check_writable_dir",
     "file_sha256",
     "log_failure",
     "LOG_FILE_ONLY",
@@ -162,6 +164,33 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def check_writable_dir(path: str | os.PathLike, label: str) -> Path:
+    """`path` resolved, when it is a writable directory or can be made one (its nearest existing ancestor is a
+    writable directory); otherwise raises `NotADirectoryError` or `PermissionError` (a read-only file system
+    included) whose one-line message starts with `label` (e.g. "config.workdir = 'x'"). Writes nothing."""
+    root = Path(path).expanduser().resolve()
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is not a directory" if existing == root else f"cannot be created: {existing} is not a directory"
+        raise NotADirectoryError(f"{label}: {root} {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{label}: {existing} is not writable (permissions or a read-only file system)")
+    return root
+
+
+def check_output_dir(path: str | os.PathLike, label: str) -> Path:
+    """`check_writable_dir` for an output directory that is written as a temporary sibling and renamed into place
+    (an HF export): `path` must be a directory or absent, and its parent writable or creatable. An existing file is
+    refused, never replaced."""
+    root = Path(path).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"{label}: {root} exists and is not a directory (it would be replaced); remove it")
+    check_writable_dir(root.parent, label)
+    return root
+
+
 class WorkdirBusy(RuntimeError):
     """Another live process holds the workdir's lock."""
 
@@ -175,12 +204,14 @@ class WorkdirLock:
 
     NAME = ".lock"
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, key: str = "config.workdir"):
+        self.label = f"{key} = {str(root)!r}"
         self.root = Path(root).expanduser().resolve()
         self.path = self.root / self.NAME
         self._fd: int | None = None
 
     def acquire(self) -> "WorkdirLock":
+        check_writable_dir(self.root, self.label)
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

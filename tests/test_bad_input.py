@@ -224,7 +224,7 @@ def test_the_console_shows_no_library_info_lines(tmp_path):
 def test_train_refuses_bad_data_and_model(tmp_path):
     files = _case_files(tmp_path)
     common = [MICRO, "--kind=sft", f"--out={tmp_path / 'out'}", f"--config.workdir={tmp_path / 'wd'}"]
-    data = _write(tmp_path / "sft.json", '[{"query": "q", "response": "r"}]')
+    data = _write(tmp_path / "sft.json", '[{"query": "q", "response": "r", "id": "p0"}]')
     cases = [
         ([f"--data={tmp_path / 'none.json'}", f"--model={files['no_weights']}"], ["none.json"]),
         ([f"--data={files['bad_record']}", f"--model={files['no_weights']}"], ["bad.jsonl", "not valid JSON"]),

@@ -66,6 +66,9 @@ def test_slots_reject_misspelt_attribute():
         ("ppm", "compute_dtype", "bfloat15", "config.ppm.compute_dtype = 'bfloat15': expected one of"),
         ("model", "dtype", "float8", "config.model.dtype = 'float8'"),
         ("toy_model", "heads", 0, "config.toy_model.heads = 0: must be >= 1"),
+        ("toy_model", "heads", 3, "config.toy_model.heads = 3: must divide config.toy_model.hidden = 128"),
+        ("toy_model", "kv_heads", 3, "config.toy_model.kv_heads = 3: must divide config.toy_model.heads = 4"),
+        ("toy_model", "hidden", 20, "config.toy_model.hidden = 20: head_dim = hidden / heads = 5 must be even"),
         (
             "evolve",
             "unsolved_more_rollouts",
@@ -153,6 +156,41 @@ def test_override_key_check(arg, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import ml_collections\ndef get_config():\n    return ml_collections.ConfigDict({'seed': 1})\n", "ConfigDict"),
+        ("def get_config():\n    return {'seed': 1}\n", "get_config() returned dict, expected RunConfig"),
+        ("def get_config():\n    return None\n", "get_config() returned None, expected RunConfig"),
+        (
+            "from rstar_jax.config import RunConfig, SearchConfig\n"
+            "def get_config():\n    return RunConfig(search=SearchConfig(rolouts=2))\n",
+            "TypeError: SearchConfig.__init__() got an unexpected keyword argument 'rolouts'",
+        ),
+        ("def get_config():\n    raise RuntimeError('boom')\n", "RuntimeError: boom"),
+        ("x = 1\n", "defines no get_config()"),
+    ],
+)
+def test_a_config_file_must_return_a_run_config(body, message, tmp_path, capsys):
+    path = tmp_path / "cfg.py"
+    path.write_text(body)
+    for extra in ([], ["--config.workdir=/tmp/x"]):  # with an override too (ml_collections fails differently)
+        with pytest.raises(SystemExit) as e:
+            cli.check_config_result(["prog", f"--config={path}", *extra])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: config file {path}: ") and message in err and len(err.splitlines()) == 1, err
+    cli.check_config_result(["prog", "--config=configs/micro.py"])  # a good one passes
+
+
+def test_a_config_file_returning_a_dict_exits_without_traceback(tmp_path):
+    path = tmp_path / "cfg.py"
+    path.write_text("def get_config():\n    return {'seed': 1}\n")
+    proc = _evolve(f"--config={path}", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "WARNING" not in proc.stderr
+    assert proc.stderr.strip() == f"error: config file {path}: get_config() returned dict, expected RunConfig"
+
+
 def test_valid_overrides_pass_key_check():
     cli.check_override_keys(
         [
@@ -198,6 +236,9 @@ def _evolve(*args, tmp_path):
         (["--config=configs/tiny.py", "--config.search.rollouts=abc"], "config.search.rollouts"),
         (["--config=configs/tiny.py", "--config.search.unvisited=bogus"], "zero|inf"),
         (["--config=configs/round2.py", "--config.search.c_puct=-1"], "config.search.c_puct"),
+        (["--config=configs/micro.py", "--config.toy_model.heads=3"], "config.toy_model.heads = 3"),
+        (["--config=configs/micro.py", "--config.toy_model.kv_heads=3"], "config.toy_model.kv_heads = 3"),
+        (["--config=configs/micro.py", "--config.toy_model.hidden=10"], "config.toy_model.hidden = 10"),
     ],
 )
 def test_evolve_exits_before_work_naming_the_key(args, message, tmp_path):

@@ -59,3 +59,24 @@ def test_convert_refuses_another_architecture_and_a_tokenizer_larger_than_the_em
     line = assert_refused(launch("convert", f"--gguf={small}", f"--out={tmp_path / 'b'}"), str(small))
     assert "32 entries" in line and "vocab_size=20" in line
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("data", [b"GGUF", b"GGUF" + b"\x03\x00\x00\x00", b""], ids=["magic_only", "version", "empty"])
+def test_a_truncated_gguf_header_is_named_not_a_traceback(tmp_path, data):
+    stub = tmp_path / "stub.gguf"
+    stub.write_bytes(data)
+    with pytest.raises(models.WeightsError, match=r"stub\.gguf: not a readable GGUF file"):
+        gguf_architecture(stub)
+    assert_refused(launch("convert", f"--gguf={stub}", f"--out={tmp_path / 'out'}"), str(stub), "not a readable GGUF")
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_refuses_an_out_that_is_a_file_and_keeps_it(tmp_path):
+    gguf_path = write_tiny_gguf(tmp_path / "tiny.gguf")
+    out = tmp_path / "out.txt"
+    out.write_text("keep me")
+    assert_refused(launch("convert", f"--gguf={gguf_path}", f"--out={out}"), f"--out={out}", "not a directory")
+    assert out.read_text() == "keep me"
+    with pytest.raises(NotADirectoryError, match="out.txt"):  # the HF writer itself never replaces a file either
+        convert_gguf(gguf_path, out)
+    assert out.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "tiny.gguf"]

@@ -161,3 +161,44 @@ def test_export_replaces_an_earlier_export_without_stale_shards(qwen_dir, tmp_pa
     save_decoder(model, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda raw: b"", r"model\.safetensors: not a safetensors file \(0 bytes"),
+        (lambda raw: raw[:5], r"model\.safetensors: not a safetensors file \(5 bytes"),
+        (lambda raw: raw[:100], r"model\.safetensors: not a safetensors file \(its header claims \d+ bytes"),
+        (lambda raw: raw[:8] + b"#" + raw[9:], r"model\.safetensors: not a safetensors file \(unreadable header"),
+        (lambda raw: raw[: len(raw) // 2], r"model\.safetensors: tensor '[\w.]+' .*past the end of the file"),
+        (lambda raw: (2).to_bytes(8, "little") + b"[]", r"model\.safetensors: .*header is a JSON list"),
+    ],
+    ids=["empty", "short", "header_cut", "header_garbage", "data_cut", "header_list"],
+)
+def test_an_empty_truncated_or_corrupt_safetensors_file_is_named(qwen_dir, damage, message):
+    from rstar_jax.evaluation.run import param_count
+    from rstar_jax.models import safetensors_header
+
+    path = qwen_dir / "model.safetensors"
+    path.write_bytes(damage(path.read_bytes()))
+    for read in (load_decoder, read_safetensors, param_count, lambda d: safetensors_header(d / "model.safetensors")):
+        with pytest.raises(WeightsError, match=message):
+            read(qwen_dir)
+
+
+def test_a_corrupt_index_is_named(qwen_dir):
+    (qwen_dir / "model.safetensors.index.json").write_text("")
+    with pytest.raises(WeightsError, match=r"model\.safetensors\.index\.json: not a safetensors index"):
+        load_decoder(qwen_dir)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_refused_at_load_naming_file_and_tensor(qwen_dir, bad):
+    tensors, _ = read_safetensors(qwen_dir)
+    tensors = {k: np.array(v) for k, v in tensors.items()}
+    tensors["model.layers.0.mlp.up_proj.weight"][1, 2] = bad
+    save_file(tensors, str(qwen_dir / "model.safetensors"))
+    with pytest.raises(
+        WeightsError, match=r"model\.safetensors: tensor 'model\.layers\.0\.mlp\.up_proj\.weight' holds"
+    ):
+        load_decoder(qwen_dir)

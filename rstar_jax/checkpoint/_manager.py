@@ -273,7 +273,10 @@ class Checkpointer:
     def _read_json(self, step: int, item: str) -> dict[str, Any] | None:
         if item not in self.step_info(step)["items"]:
             return None
-        return self._manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
+        # an empty or corrupt `<step>/<item>/metadata` file -> `CheckpointCorruptError` naming it
+        return self._metadata(
+            step, lambda: self._manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
+        )
 
     def _resolve(self, step: int | None) -> int:
         steps = self.steps()

@@ -271,9 +271,11 @@ def check_config(stored: Mapping[str, Any] | None, expected: Mapping[str, Any], 
 
 def corrupt_metadata(directory: Any, step: int, err: BaseException) -> CheckpointCorruptError:
     """The error for unreadable metadata of `step` under `directory` (an `epath.Path`), naming the first metadata
-    file that is not valid JSON (orbax's own error rarely names it)."""
+    file that is not valid JSON (orbax's own error rarely names it): `_CHECKPOINT_METADATA`, an item's `_METADATA`,
+    or the `metadata` file of a JSON item (`config`, `extra`)."""
     step_dir = directory / str(step)
-    for path in sorted([*step_dir.glob("*METADATA"), *step_dir.glob("*/*METADATA")]):
+    found = [*step_dir.glob("*METADATA"), *step_dir.glob("*/*METADATA"), *step_dir.glob("*/metadata")]
+    for path in sorted(found):
         try:
             json.loads(path.read_text())
         except (OSError, ValueError) as bad:

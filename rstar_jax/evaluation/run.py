@@ -16,8 +16,6 @@ scores the policy's texts. Every user error names the flag, the file or the reco
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,9 +69,7 @@ def param_count(model_dir: str | Path) -> int:
     """Parameters of the HF model in `model_dir`, from its safetensors headers (nothing is loaded)."""
     total = 0
     for path in sorted(Path(model_dir).glob("*.safetensors")):
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
+        header, _ = models.safetensors_header(path)  # a WeightsError names an empty or corrupt file
         total += sum(int(np.prod(v["shape"])) for k, v in header.items() if k != "__metadata__")
     return total
 

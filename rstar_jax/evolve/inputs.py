@@ -1,9 +1,10 @@
 """A run's inputs: the preflight checks of what the config points at, and the two stages that prepare the data.
 
 - `preflight` checks, writing nothing: the workdir (a writable directory, or creatable), the problem file (read and
-  parsed: a bad record is named with its line), the model directories (`config.json` and weights), the benchmark
-  files, round 1's few-shot prompt files (a model as bootstrap policy), that a run starting at round r > 1 finds
-  round r - 1 finished in the workdir, and that the workdir's problems (if any) were made from the same inputs.
+  parsed: a bad record is named with its line), the model directories (`config.json`, and the header of every
+  safetensors file), the benchmark files (parsed), round 1's few-shot prompt files (a model as bootstrap policy),
+  that a run starting at round r > 1 finds round r - 1 finished in the workdir, and that the workdir's problems (if
+  any) were made from the same inputs.
 - `prepare_problems` (stage `problems`, a `Stages` stage like every other): the training and held-out problems
   written to `<workdir>/problems/{train,test}.jsonl`: the toy domain's splits (`config.toy`), or the problems of
   `config.data.train_file` with, as held-out problems, at most `config.data.eval_subset` problems of each of
@@ -18,7 +19,6 @@
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,16 @@ from absl import logging
 from rstar_jax import data, toy
 from rstar_jax.config import SCRATCH_BASE, ConfigError, RunConfig, to_dict
 from rstar_jax.data import Problem, held_out
-from rstar_jax.evolve.stages import MANIFEST, StageOutputs, StageRefused, Stages, diff_inputs, plain_inputs
-from rstar_jax.workdir import RunDir, file_sha256
+from rstar_jax.evolve.stages import (
+    MANIFEST,
+    StageOutputs,
+    StageRefused,
+    Stages,
+    changed_files,
+    diff_inputs,
+    plain_inputs,
+)
+from rstar_jax.workdir import RunDir, check_writable_dir, file_sha256
 
 __all__ = ["Splits", "check_benchmarks", "preflight", "prepare_problems"]
 
@@ -79,16 +87,10 @@ def _benchmark_held_out(cfg: RunConfig) -> list[Problem]:
 
 
 def _check_workdir(cfg: RunConfig) -> Path:
-    root = Path(cfg.workdir).expanduser().resolve()
-    existing = root
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        what = "is not a directory" if existing == root else f"cannot be created: {existing} is not a directory"
-        raise ConfigError(f"config.workdir = {cfg.workdir!r}: {root} {what}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"config.workdir = {cfg.workdir!r}: {existing} is not writable")
-    return root
+    try:
+        return check_writable_dir(cfg.workdir, f"config.workdir = {cfg.workdir!r}")
+    except OSError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_model_dir(key: str, value: str) -> None:
@@ -96,7 +98,7 @@ def _check_model_dir(key: str, value: str) -> None:
     if not path.is_dir():
         raise ConfigError(f"{key} = {value!r}: {path} is not a directory (an HF model directory is expected)")
     from rstar_jax.models.config import load_config  # local: only a run with a real model pays for importing it
-    from rstar_jax.models.hf_io import INDEX_FILE, SINGLE_FILE
+    from rstar_jax.models.hf_io import INDEX_FILE, SINGLE_FILE, check_weight_headers
 
     try:
         load_config(path)
@@ -104,6 +106,10 @@ def _check_model_dir(key: str, value: str) -> None:
         raise ConfigError(f"{key} = {value!r}: {err}") from None
     if not ((path / INDEX_FILE).is_file() or (path / SINGLE_FILE).is_file()):
         raise ConfigError(f"{key} = {value!r}: no weights in {path} (neither {SINGLE_FILE} nor {INDEX_FILE})")
+    try:
+        check_weight_headers(path)  # an empty or corrupt safetensors file, before the workdir is written
+    except ValueError as err:
+        raise ConfigError(f"{key} = {value!r}: {err}") from None
 
 
 def _check_toy_base() -> None:
@@ -168,6 +174,10 @@ def preflight(cfg: RunConfig) -> data.ProblemSet | None:
             data.benchmark_path(name, cfg.data.benchmark_dir or None)
         except (FileNotFoundError, ValueError) as err:
             raise ConfigError(f"config.data.benchmark_dir = {cfg.data.benchmark_dir!r}: {err}") from None
+        try:
+            data.load_benchmark(name, cfg.data.benchmark_dir or None)  # parsed: a bad record, before any write
+        except ValueError as err:
+            raise ConfigError(f"config.data.eval_benchmarks: {name}: {err}") from None
     if cfg.run_rounds and cfg.first_round > 1:
         _check_previous_round(cfg, root)
     _problems_manifest(RunDir(root).problems / MANIFEST, _problem_inputs(cfg), cfg.evolve.force)
@@ -175,7 +185,8 @@ def preflight(cfg: RunConfig) -> data.ProblemSet | None:
 
 
 def preflight_ablation(cfg: RunConfig, r: int) -> data.ProblemSet | None:
-    """`preflight`, then the check that round `r` of the workdir has the data and models `launch.ablate` needs."""
+    """`preflight`, then the check that round `r` of the workdir has the data and models `launch.ablate` needs, its
+    data files as the extract stage wrote them (their sha256 in `data/manifest.json`)."""
     loaded = preflight(cfg)
     round_dir = RunDir(Path(cfg.workdir).expanduser().resolve()).round(r)
     for stage in ("data", "sft", "ppm"):  # before the workdir is touched: nothing to ablate without them
@@ -184,6 +195,18 @@ def preflight_ablation(cfg: RunConfig, r: int) -> data.ProblemSet | None:
                 f"launch.ablate --round={r}: {round_dir.root / stage / MANIFEST} is missing in config.workdir = "
                 f"{cfg.workdir!r}; finish round {r} there first (launch.evolve with config.last_round >= {r})"
             )
+    manifest = round_dir.data / MANIFEST  # the ablation trains on data/orm.json and pqm.json as they are
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["outputs"]["files"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise StageRefused(f"{manifest}: unreadable stage manifest ({type(err).__name__}: {err})") from None
+    changed = changed_files(round_dir.data, files)
+    if changed:
+        raise StageRefused(
+            f"launch.ablate --round={r}: {round_dir.data / changed[0]} changed since round {r}'s extract stage wrote "
+            f"it (its sha256 in {manifest} differs, or it is missing); restore it, or rerun launch.evolve in "
+            f"config.workdir = {cfg.workdir!r}, which redoes the stage"
+        )
     return loaded
 
 

@@ -43,7 +43,7 @@ from rstar_jax.evolve.context import Base, RoundContext, previous, round_context
 from rstar_jax.evolve.round_trees import search_trees
 from rstar_jax.evolve.stages import digest, train_inputs
 from rstar_jax.search import read_records
-from rstar_jax.train import Kind, fit
+from rstar_jax.train import Kind, check_records, fit
 from rstar_jax.workdir import RunDir, write_json
 
 __all__ = [
@@ -119,6 +119,7 @@ def _train(ctx: RoundContext, r: int, kind: Kind, data: dict[str, Any], init: Ba
                 "before the ORM / PQM data existed lacks orm.json and pqm.json)"
             )
         records = json.loads(source.read_text(encoding="utf-8"))
+        check_records(kind.value, records, str(source), allow_empty=True)  # a record of the wrong shape is named
         out = stage_dir / ("policy" if kind is Kind.SFT else "model")
         summary = fit(
             kind,

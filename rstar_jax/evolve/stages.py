@@ -53,6 +53,7 @@ __all__ = [
     "StageOutputs",
     "StageRefused",
     "Stages",
+    "changed_files",
     "diff_inputs",
     "digest",
     "plain_inputs",
@@ -86,6 +87,17 @@ def _learning_rate_key(name: str) -> str:
 def _did_work(stage_dir: Path) -> bool:
     """Whether an unfinished attempt left any output: a non-empty file other than `started.json`."""
     return any(p.is_file() and p.name != STARTED and p.stat().st_size > 0 for p in stage_dir.rglob("*"))
+
+
+def changed_files(stage_dir: Path, files: dict[str, dict[str, Any]]) -> list[str]:
+    """The output files of a stage's manifest (`outputs["files"]`: relative path -> sha256) that are missing or no
+    longer hold what the stage wrote."""
+    bad = []
+    for rel, meta in files.items():
+        path = stage_dir / rel
+        if not path.is_file() or file_sha256(path) != meta["sha256"]:
+            bad.append(rel)
+    return bad
 
 
 def diff_inputs(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -129,12 +141,7 @@ class Stages:
         return json.loads(path.read_text(encoding="utf-8"))["outputs"]
 
     def _intact(self, stage_dir: Path, files: dict[str, dict[str, Any]]) -> list[str]:
-        bad = []
-        for rel, meta in files.items():
-            path = stage_dir / rel
-            if not path.is_file() or file_sha256(path) != meta["sha256"]:
-                bad.append(rel)
-        return bad
+        return changed_files(stage_dir, files)
 
     def _clear(self, stage_dir: Path, why: str) -> None:
         logging.warning("%s: %s; clearing the stage and running it again", stage_dir, why)

@@ -24,9 +24,11 @@ from rstar_jax.models.decoder import (
 from rstar_jax.models.hf_io import (
     WeightsError,
     build_from_arrays,
+    check_weight_headers,
     load_decoder,
     load_ppm,
     read_safetensors,
+    safetensors_header,
     save_decoder,
     save_ppm,
 )
@@ -71,6 +73,7 @@ __all__ = [
     "abstract_decoder",
     "add_rstar_tokens",
     "build_from_arrays",
+    "check_weight_headers",
     "check_fits",
     "constrain",
     "count_params",
@@ -85,6 +88,7 @@ __all__ = [
     "make_mesh",
     "named_sharding",
     "read_safetensors",
+    "safetensors_header",
     "save_decoder",
     "save_ppm",
     "state_shardings",

@@ -40,12 +40,16 @@ def gguf_architecture(path: str | Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such GGUF file")
     try:
-        field = GGUFReader(path).fields["general.architecture"]
-    except KeyError:
-        raise WeightsError(f"{path}: GGUF metadata has no 'general.architecture'") from None
-    except (ValueError, OSError) as err:
-        raise WeightsError(f"{path}: not a readable GGUF file ({err})") from None
-    return bytes(field.parts[field.data[0]]).decode("utf-8")
+        fields = GGUFReader(path).fields
+    except Exception as err:  # noqa: BLE001 - the reader fails in many ways (IndexError, struct...) on a bad file
+        raise WeightsError(f"{path}: not a readable GGUF file ({type(err).__name__}: {err})") from None
+    if "general.architecture" not in fields:
+        raise WeightsError(f"{path}: GGUF metadata has no 'general.architecture'")
+    field = fields["general.architecture"]
+    try:
+        return bytes(field.parts[field.data[0]]).decode("utf-8")
+    except (IndexError, UnicodeDecodeError) as err:
+        raise WeightsError(f"{path}: GGUF metadata 'general.architecture' is unreadable ({err})") from None
 
 
 def read_gguf(path: str | Path) -> tuple[Decoder, Any]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import ml_dtypes
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
@@ -26,19 +25,19 @@ from safetensors.numpy import save_file
 from rstar_jax.models.config import ConfigError, ModelConfig, load_config
 from rstar_jax.models.decoder import Decoder, Trunk
 from rstar_jax.models.ppm import PPM
+from rstar_jax.models.safetensors_files import (
+    INDEX_FILE,
+    SINGLE_FILE,
+    WeightsError,
+    check_finite,
+    check_weight_headers,
+    read_safetensors,
+    safetensors_header,
+    weight_files,
+)
 from rstar_jax.models.sharding import state_shardings
 
-INDEX_FILE = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
 VALUE_HEAD_KEY = "score.weight"
-_ST_DTYPES: dict[str, Any] = {
-    "F32": np.float32,
-    "F16": np.float16,
-    "BF16": ml_dtypes.bfloat16,
-    "F64": np.float64,
-    "I64": np.int64,
-    "I32": np.int32,
-}
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 PPM_README = """# rStar process preference model (PPM), exported by rstar_jax
 
@@ -50,54 +49,6 @@ state of the last non-pad token. rstar_jax's value of a step is `tanh(r)`, in (-
 when you use this model outside rstar_jax (`config.json`: `rstar_value_head`). Bradley-Terry training compares
 `r` of a preferred and a rejected step, so the ranking of steps is the same before and after the tanh.
 """
-
-
-class WeightsError(ValueError):
-    """Weights on disk that do not match the config; the message names the file, the key and the shapes."""
-
-
-def _read_one(path: Path) -> dict[str, np.ndarray]:
-    """Memory-map one safetensors file: 8-byte header length, JSON header, raw little-endian data."""
-    data = np.memmap(path, dtype=np.uint8, mode="r")
-    try:
-        n = int(np.frombuffer(data[:8].tobytes(), "<u8")[0])
-        header = json.loads(data[8 : 8 + n].tobytes())
-    except (ValueError, IndexError) as err:
-        raise WeightsError(f"{path}: not a safetensors file (unreadable header: {err})") from err
-    out: dict[str, np.ndarray] = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        if info["dtype"] not in _ST_DTYPES:
-            raise WeightsError(f"{path}: tensor {key!r} has unsupported dtype {info['dtype']}")
-        start, end = info["data_offsets"]
-        raw = data[8 + n + start : 8 + n + end]
-        try:
-            out[key] = raw.view(_ST_DTYPES[info["dtype"]]).reshape(info["shape"])
-        except ValueError as err:
-            raise WeightsError(f"{path}: tensor {key!r} is truncated or corrupt ({err})") from err
-    return out
-
-
-def read_safetensors(model_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """All tensors of an HF directory -> (name -> array, name -> file it came from)."""
-    model_dir = Path(model_dir)
-    index = model_dir / INDEX_FILE
-    if index.is_file():
-        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
-        files = sorted(set(weight_map.values()))
-    elif (model_dir / SINGLE_FILE).is_file():
-        files = [SINGLE_FILE]
-    else:
-        raise WeightsError(f"{model_dir}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
-    tensors: dict[str, np.ndarray] = {}
-    origin: dict[str, str] = {}
-    for name in files:
-        if not (model_dir / name).is_file():
-            raise WeightsError(f"{index}: lists shard {name!r}, which is missing from {model_dir}")
-        for key, value in _read_one(model_dir / name).items():
-            tensors[key], origin[key] = value, str(model_dir / name)
-    return tensors, origin
 
 
 def _hf_layer_shapes(c: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -156,6 +107,7 @@ def _check(
     extra = [k for k in tensors if k not in expected and not k.endswith(_IGNORED_SUFFIXES) and k != "lm_head.weight"]
     if extra:
         raise WeightsError(f"{origin[extra[0]]}: unexpected tensors for this config: {extra[:5]}")
+    check_finite({k: tensors[k] for k in expected}, origin)
 
 
 def _trunk_arrays(c: ModelConfig, t: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -299,6 +251,8 @@ def _write(
     export never leaves a half-written model or stale shards from an earlier export behind.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():  # never replace (and lose) a file of the user's
+        raise NotADirectoryError(f"{out_dir}: exists and is not a directory; an HF export is a directory")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -374,10 +328,13 @@ def build_from_arrays(cls: type, config: ModelConfig, pure: dict[str, Any], mesh
 __all__ = [
     "WeightsError",
     "build_from_arrays",
+    "check_weight_headers",
     "decoder_from_tensors",
     "load_decoder",
     "load_ppm",
     "read_safetensors",
+    "safetensors_header",
     "save_decoder",
     "save_ppm",
+    "weight_files",
 ]

@@ -23,6 +23,12 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES: tuple[str, str, str] = ("data", "fsdp", "tensor")
 
+
+class ShardingError(ValueError):
+    """An array dimension that the mesh axes it maps to do not divide (a `config.mesh` that does not fit the model
+    or the batch); the message names the array, the dimension, the mesh axis and its config key."""
+
+
 MeshAxes = str | tuple[str, ...] | None
 
 # The one rules table: logical axis name -> mesh axes. Parameters use the plain names, activations the
@@ -111,9 +117,10 @@ def logical_to_spec(
         if shape is not None and mesh is not None and axes:
             size = math.prod(mesh.shape[a] for a in axes)
             if shape[i] % size:
-                raise ValueError(
+                keys = " x ".join(f"config.mesh.{a}" for a in axes)
+                raise ShardingError(
                     f"{what} of shape {tuple(shape)}: dimension {i} ({name!r}, {shape[i]}) is not divisible by "
-                    f"mesh axis {axes[0] if len(axes) == 1 else axes!r} of size {size}; resize the mesh, "
+                    f"mesh axis {axes[0] if len(axes) == 1 else axes!r} of size {size} ({keys}); resize the mesh, "
                     f"or map {name!r} to None in the rules"
                 )
         used.update(axes)

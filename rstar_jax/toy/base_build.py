@@ -36,6 +36,7 @@ from rstar_jax.config import RunConfig, to_dict
 from rstar_jax.data import Problem
 from rstar_jax.toy import base_corpus
 from rstar_jax.toy.generator import BANDS
+from rstar_jax.workdir import check_output_dir
 
 __all__ = ["MANIFEST", "build_base", "check_base", "greedy_accuracy"]
 
@@ -161,6 +162,13 @@ def _export(out: Path, model: Any, tokenizer: Any, config: Any, cfg: RunConfig, 
     shutil.rmtree(old, ignore_errors=True)
 
 
+def export_dir(cfg: RunConfig) -> Path:
+    """Where the base is exported (`toy_base.out`, default the package's base), checked to be a directory or absent
+    with a writable parent: `NotADirectoryError` / `PermissionError` naming the key otherwise."""
+    out = Path(cfg.toy_base.out).expanduser() if cfg.toy_base.out else base_corpus.BASE_DIR
+    return check_output_dir(out, f"config.toy_base.out = {cfg.toy_base.out!r}")
+
+
 def build_base(cfg: RunConfig, *, progress: bool | None = None) -> dict[str, Any]:
     """Runs (or resumes) the build of the module docstring; returns the exported manifest."""
     from rstar_jax.toy.tiny_model import init_tiny_policy, setup_model_config
@@ -169,8 +177,9 @@ def build_base(cfg: RunConfig, *, progress: bool | None = None) -> dict[str, Any
     from rstar_jax.train import train as train_loop
 
     workdir = Path(cfg.workdir).expanduser().resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     tb, m = cfg.toy_base, cfg.toy_model
+    out = export_dir(cfg)  # a file there, or an unwritable place, is refused before any work
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     corpus, held = _split(cfg)
     questions = base_corpus.QuestionSet.from_problems([*corpus, *held])
@@ -217,7 +226,6 @@ def build_base(cfg: RunConfig, *, progress: bool | None = None) -> dict[str, Any
         "pieces": pieces,
         "metrics": {k: round(float(v), 5) for k, v in metrics.items()},
     }
-    out = Path(tb.out).expanduser() if tb.out else base_corpus.BASE_DIR
     _export(out, model, tokenizer, config, cfg, questions, info)
     logging.info("toy base: exported step %d of %d to %s: %s", step, cfg.pretrain.steps, out, info["metrics"])
     return check_base(out)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,8 +25,11 @@ import numpy as np
 from rstar_jax.search.steps import build_prompt
 
 __all__ = [
+    "RECORD_FIELDS",
     "Encoder",
     "Examples",
+    "RecordError",
+    "check_records",
     "document_examples",
     "pad_right",
     "pair_examples",
@@ -36,6 +40,64 @@ __all__ = [
 ]
 
 Encoder = Callable[[str], list[int]]
+
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "sft": ("query", "response", "id"),
+    "ppm": ("prompt", "pos", "neg", "pos_count", "neg_count", "id"),
+    "orm": ("prompt", "pos", "neg", "pos_count", "neg_count", "id"),
+    "pqm": ("text", "q", "id"),
+}
+"""The fields each kind of training record needs (`rstar_jax.extract` writes them); others are ignored."""
+
+
+class RecordError(ValueError):
+    """A training record of the wrong shape; the message names the file, the record's index and the field."""
+
+
+def _json_type(value: Any) -> str:
+    names = {type(None): "null", bool: "a boolean", str: "a string", int: "an integer", float: "a number"}
+    return names.get(type(value), "a list" if isinstance(value, list) else "an object")
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    """What is wrong with field `name` of a record (None: nothing)."""
+    if name in ("query", "response", "prompt", "pos", "neg", "text"):
+        return None if isinstance(value, str) else f"must be a string, got {_json_type(value)}"
+    if name == "id":
+        ok = isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip()
+        return None if ok else f"must be a non-empty string or integer, got {value!r}"
+    if name in ("pos_count", "neg_count"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return None if ok else f"must be an integer >= 0, got {value!r}"
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)  # q
+    return None if ok else f"must be a finite number, got {value!r}"
+
+
+def check_records(kind: str, records: Any, source: str, *, allow_empty: bool = False) -> None:
+    """Raises `RecordError` naming `source`, the record's index and the field when `records` is not a list of `kind`
+    records (`RECORD_FIELDS`; a record of another kind is named as such), or is empty (unless `allow_empty`)."""
+    fields = RECORD_FIELDS[kind]
+    a_kind = f"{'an' if kind in ('sft', 'orm') else 'a'} {kind}"
+    if not isinstance(records, list):
+        raise RecordError(f"{source}: expected a JSON list of {kind} records, got {_json_type(records)}")
+    if not records and not allow_empty:
+        raise RecordError(f"{source}: no records (an empty list); {a_kind} record has fields {', '.join(fields)}")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise RecordError(
+                f"{source}: record {i} is {_json_type(record)}, expected an object with fields {', '.join(fields)}"
+            )
+        missing = [f for f in fields if f not in record]
+        if missing:
+            like = [k for k, f in RECORD_FIELDS.items() if k != kind and set(f) <= record.keys()]
+            hint = f"; it looks like {like[0]} data (--kind={like[0]}?)" if like else ""
+            raise RecordError(
+                f"{source}: record {i} has no field {missing[0]!r} ({a_kind} record has {', '.join(fields)}){hint}"
+            )
+        for name in fields:
+            problem = _field_problem(name, record[name])
+            if problem:
+                raise RecordError(f"{source}: record {i}: field {name!r} {problem}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,21 +15,23 @@ jitted step compiles once per distinct length.
 Step metrics stay on the device until a log, eval or save point (every `log_every` / `eval_every` / `save_every`
 steps and the last), where they reach the host together. A non-finite loss or gradient norm there raises
 `NonFiniteError` with the step number and the batch's problem ids before anything is saved. Checkpoints
-(`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold params, opt_state and `extra = {"step",
-"micro_batches"}`; a rerun restores the latest one and continues at exactly that step and data position (micro-batch
-k of the stream depends only on (seed, k)), so an interrupted run ends with the same parameters as an uninterrupted
-one. On preemption (orbax's `reached_preemption`, agreed by every process) the step reached is saved and `Preempted`
-raised: the command exits cleanly and the same command resumes. Metrics (loss, gradient norm, learning rate, the
-loss's own metrics such as the PPM's pair accuracy, and `eval_*` at eval points) go to the progress bar, the log
-file (and the console when the bar is off),
-`<workdir>/metrics.jsonl` and a TensorBoard event file in `<workdir>`, which also gets `tokens_per_s`: real (not
-padding) tokens per second over the steps since the previous log point, compilation included
-(`metrics_log.MetricsLog`). A resumed run first cuts both logs back to its checkpoint's step, so no step is
+(`rstar_jax.checkpoint.Checkpointer` under `<workdir>/checkpoints`) hold params, opt_state, `extra = {"step",
+"micro_batches"}` and the config (the model's, and the `TrainConfig` as `train`); a rerun restores the latest one and
+continues at exactly that step and data position (micro-batch k of the stream depends only on (seed, k)), so an
+interrupted run ends with the same parameters as an uninterrupted one. A rerun whose `TrainConfig` differs in
+anything but `RESUMABLE` (steps, epochs, remat) is refused naming the keys (`CheckpointMismatchError`). On
+preemption (orbax's `reached_preemption`, agreed by every process) the step reached is saved and `Preempted` raised:
+the command exits cleanly and the same command resumes. Metrics (loss, gradient norm, learning rate, the loss's own
+metrics such as the PPM's pair accuracy, and `eval_*` at eval points) go to the progress bar, the log file (and the
+console when the bar is off), `<workdir>/metrics.jsonl` and a TensorBoard event file in `<workdir>`, which also
+gets `tokens_per_s`: real (not padding) tokens per second over the steps since the previous log point, compilation
+included (`metrics_log.MetricsLog`). A resumed run first cuts both logs back to its checkpoint's step, so no step is
 logged twice. The final evaluation is part of the last step's record.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -44,15 +46,25 @@ from absl import logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from rstar_jax.checkpoint import Checkpointer
-from rstar_jax.config import TrainConfig
+from rstar_jax.checkpoint import Checkpointer, CheckpointMismatchError
+from rstar_jax.config import TrainConfig, to_dict
 from rstar_jax.models import MeshConfig, logical_to_spec, make_mesh, state_shardings
 from rstar_jax.progress import Progress
 from rstar_jax.train.batches import Examples, real_tokens, trim_padding
 from rstar_jax.train.export import checkpoint_config
 from rstar_jax.train.metrics_log import MetricsLog
 
-__all__ = ["LossFn", "NonFiniteError", "TrainState", "learning_rate_schedule", "make_optimizer", "train"]
+__all__ = [
+    "RESUMABLE",
+    "TRAIN_KEY",
+    "LossFn",
+    "NonFiniteError",
+    "TrainState",
+    "learning_rate_schedule",
+    "make_optimizer",
+    "resume_settings",
+    "train",
+]
 
 LossFn = Callable[[Any, dict[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -91,6 +103,31 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     schedule = learning_rate_schedule(cfg)
     clip = optax.clip_by_global_norm(cfg.max_grad_norm) if cfg.max_grad_norm > 0 else optax.identity()
     return optax.chain(clip, optax.adamw(schedule, weight_decay=cfg.weight_decay))
+
+
+TRAIN_KEY = "train"  # the checkpoint config entry: the `TrainConfig` a resume must share (`resume_settings`)
+RESUMABLE = ("steps", "epochs", "remat")
+"""`TrainConfig` keys a resume may change: how long to train (more steps continue a finished run, the schedule
+re-stretched to the new end) and `remat` (the same values, recomputed). Any other difference refuses the resume."""
+
+
+def resume_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings recorded with each checkpoint that a resume must share: `cfg` but `RESUMABLE`, as JSON data."""
+    return json.loads(json.dumps({k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE}))
+
+
+def _check_resume(stored: dict[str, Any] | None, settings: dict[str, Any], where: str) -> None:
+    """Raises `CheckpointMismatchError` naming each key whose value differs from the checkpoint's (a checkpoint from
+    before the settings were recorded resumes unchecked)."""
+    old = (stored or {}).get(TRAIN_KEY)
+    if old is None:
+        return
+    changed = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+    if changed:
+        raise CheckpointMismatchError(
+            f"{where} was trained with other settings ({'; '.join(changed)}); a rerun resumes only with the same "
+            f"ones (only {', '.join(RESUMABLE)} may change): set them back, or use a new workdir"
+        )
 
 
 def _graphdef(model: nnx.Module, dtype: str, remat: bool = False) -> Any:
@@ -247,11 +284,13 @@ def train(
         return {f"eval_{k}": float(np.mean([o[k] for o in outs])) for k in outs[0]}
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=cfg.save_every, async_save=False)
-    record = checkpoint_config(model)  # the model's HF config and head: `train.export` needs nothing else
+    # The model's HF config and head (`train.export` needs nothing else), and the settings a resume must share.
+    record = checkpoint_config(model) | {TRAIN_KEY: resume_settings(cfg)}
     start = 0
     if ckpt.latest_step() is not None:
         target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state[:2], state_sh[:2])
         restored = ckpt.restore(params_target=target[0], opt_state_target=target[1])
+        _check_resume(restored.config, record[TRAIN_KEY], f"{ckpt.directory}: step {restored.step}")
         start = int(restored.extra["step"])
         if restored.extra["micro_batches"] != start * A:
             raise ValueError(f"{ckpt.directory}: checkpoint data position {restored.extra} != step x accum_steps {A}")
